@@ -1,0 +1,1 @@
+"""Shipped YAML presets (models and runs); see the files in this folder."""

@@ -1,0 +1,1 @@
+"""The ``genossm`` command line."""

@@ -1,0 +1,29 @@
+"""``genossm bench``: benchmarks that print a table and can write JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from genossm.cli.options import add_options, resolve_options
+
+# what -> (module, options class name, help)
+BENCHMARKS = {
+    "model": ("genossm.bench.model", "ModelBenchOptions", "model forward (or training step) throughput"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import importlib
+
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, (module, options, text) in BENCHMARKS.items():
+        bench = sub.add_parser(name, help=text, description=text)
+        add_options(bench, getattr(importlib.import_module(module), options))
+
+
+def run(args: argparse.Namespace) -> None:
+    import importlib
+
+    module_name, options, _ = BENCHMARKS[args.what]
+    module = importlib.import_module(module_name)
+    module.run(resolve_options(getattr(module, options), args))

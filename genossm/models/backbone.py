@@ -1,0 +1,144 @@
+"""The Mamba stack: residual blocks and the backbone (``embedding``, ``layers``, ``norm_f``), named as in mamba_ssm.
+
+Each block computes ``residual = hidden + residual; hidden = mixer(norm(residual))`` (add, then pre-norm), so the
+add and the norm fuse into one kernel; the model is the usual pre-norm residual network.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genossm.kernels import add_norm
+
+from .config import MambaConfig
+from .mamba1 import Mamba
+from .mamba2 import Mamba2
+from .norm import RMSNorm
+from .state import MixerState
+
+MIXER_CLASSES = {"Mamba1": Mamba, "Mamba2": Mamba2}
+
+
+class GatedMLP(nn.Module):
+    """mamba_ssm's optional MLP after a mixer: fc2(a * silu(gate)) with [a, gate] = fc1(x)."""
+
+    def __init__(self, d_model: int, hidden: int, multiple_of: int = 128, device=None, dtype=None) -> None:
+        super().__init__()
+        hidden = (hidden + multiple_of - 1) // multiple_of * multiple_of
+        self.fc1 = nn.Linear(d_model, 2 * hidden, bias=False, device=device, dtype=dtype)
+        self.fc2 = nn.Linear(hidden, d_model, bias=False, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(a * F.silu(gate))
+
+
+class Block(nn.Module):
+    """Add + norm + mixer (+ add + norm + MLP); returns (hidden, residual)."""
+
+    def __init__(self, config: MambaConfig, layer_idx: int, device=None, dtype=None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        norm_cls = RMSNorm if config.rms_norm else nn.LayerNorm
+        mixer_args = {k: v for k, v in config.ssm_cfg.items() if k != "layer"}
+        try:
+            self.mixer = MIXER_CLASSES[config.mixer](config.d_model, layer_idx=layer_idx, **mixer_args, **factory)
+        except TypeError as err:
+            raise ValueError(f"ssm_cfg: {err}") from None
+        self.norm = norm_cls(config.d_model, eps=1e-5, **factory)
+        if config.d_intermediate > 0:
+            self.norm2 = norm_cls(config.d_model, eps=1e-5, **factory)
+            self.mlp = GatedMLP(config.d_model, config.d_intermediate, **factory)
+        else:
+            self.mlp = None
+        self.residual_in_fp32 = config.residual_in_fp32
+
+    def _add_norm(self, hidden: Tensor, residual: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tensor]:
+        return add_norm(
+            hidden,
+            residual,
+            norm.weight,
+            norm.bias,
+            norm.eps,
+            isinstance(norm, RMSNorm),
+            self.residual_in_fp32,
+        )
+
+    def forward(
+        self,
+        hidden: Tensor,
+        residual: Tensor | None = None,
+        state: MixerState | None = None,
+        step: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        hidden, residual = self._add_norm(hidden, residual, self.norm)
+        hidden = self.mixer.step(hidden, state) if step else self.mixer(hidden, state)
+        if self.mlp is not None:
+            hidden, residual = self._add_norm(hidden, residual, self.norm2)
+            hidden = self.mlp(hidden)
+        return hidden, residual
+
+
+def init_weights(
+    module: nn.Module,
+    n_layer: int,
+    initializer_range: float = 0.02,
+    rescale_prenorm_residual: bool = True,
+    n_residuals_per_layer: int = 1,
+) -> None:
+    """mamba_ssm's initialisation: zero biases (but dt's), N(0, 0.02) embeddings, out_proj scaled by depth."""
+    if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=initializer_range)
+    if rescale_prenorm_residual:
+        for name, p in module.named_parameters():
+            if name in ("out_proj.weight", "fc2.weight"):
+                nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+                with torch.no_grad():
+                    p /= math.sqrt(n_residuals_per_layer * n_layer)
+
+
+class MixerModel(nn.Module):
+    """Embedding, a stack of blocks and the final norm: token ids (b, l) -> hidden states (b, l, d_model)."""
+
+    def __init__(self, config: MambaConfig, initializer_cfg: dict | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model, device=device, dtype=dtype)
+        self.layers = nn.ModuleList(Block(config, i, device=device, dtype=dtype) for i in range(config.n_layer))
+        norm_cls = RMSNorm if config.rms_norm else nn.LayerNorm
+        self.norm_f = norm_cls(config.d_model, eps=1e-5, device=device, dtype=dtype)
+        self.apply(
+            partial(
+                init_weights,
+                n_layer=config.n_layer,
+                **(initializer_cfg or {}),
+                n_residuals_per_layer=1 if config.d_intermediate == 0 else 2,
+            )
+        )
+
+    def allocate_states(self, batch_size: int, dtype: torch.dtype | None = None) -> list[MixerState]:
+        """Zero recurrent states, one per block."""
+        return [layer.mixer.allocate_state(batch_size, dtype) for layer in self.layers]
+
+    def forward(self, input_ids: Tensor, states: list[MixerState] | None = None, step: bool = False) -> Tensor:
+        """With ``states``, continue each block from its state and update it; ``step`` reads one token."""
+        hidden, residual = self.embedding(input_ids), None
+        for i, layer in enumerate(self.layers):
+            hidden, residual = layer(hidden, residual, None if states is None else states[i], step=step)
+        hidden, _ = add_norm(
+            hidden,
+            residual,
+            self.norm_f.weight,
+            self.norm_f.bias,
+            self.norm_f.eps,
+            isinstance(self.norm_f, RMSNorm),
+            self.config.residual_in_fp32,
+        )
+        return hidden

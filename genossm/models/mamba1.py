@@ -1,0 +1,165 @@
+"""Mamba-1 mixer (selective SSM, S6), with mamba_ssm's ``Mamba`` parameter names and initialisation.
+
+x, z   = in_proj(h)                                   (b, l, 2 * d_inner) split in two
+x      = silu(causal_conv1d(x))                       (b, d_inner, l)
+dt,B,C = x_proj(x)                                    ranks dt_rank, d_state, d_state
+dt     = dt_proj(dt)                                  softplus(dt + bias) inside the scan
+y      = selective_scan(x, dt, A = -exp(A_log), B, C, D, gate z)
+out    = out_proj(y)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genossm.kernels import causal_conv1d_fn, selective_scan_fn
+
+from .state import MixerState, state_dtype
+
+
+def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float, device=None) -> Tensor:
+    """dt log-uniform in [dt_min, dt_max], returned through the inverse softplus (so softplus(bias) = dt)."""
+    dt = torch.exp(torch.rand(size, device=device) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    dt = dt.clamp(min=dt_init_floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def no_weight_decay(*params: nn.Parameter) -> None:
+    """Mark parameters the optimiser should not decay (mamba_ssm's ``_no_weight_decay``)."""
+    for p in params:
+        p._no_weight_decay = True
+
+
+class Mamba(nn.Module):
+    """The Mamba-1 mixer; ``forward`` over a sequence, ``step`` for one token."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        use_fast_path: bool = True,
+        layer_idx: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        factory = {"device": device, "dtype": dtype}
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.use_fast_path = use_fast_path  # accepted for mamba_ssm configs; the kernels are chosen per device
+        self.layer_idx = layer_idx
+
+        self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias, **factory)
+        self.conv1d = nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
+            **factory,
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **factory)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
+
+        std = self.dt_rank**-0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        elif dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        else:
+            raise ValueError(f"dt_init must be 'constant' or 'random', not {dt_init!r}")
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(init_dt_bias(self.d_inner, dt_min, dt_max, dt_init_floor, device))
+        self.dt_proj.bias._no_reinit = True
+
+        # S4D-real initialisation: A[d, n] = -(n + 1).
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        no_weight_decay(self.A_log, self.D)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+    def allocate_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MixerState:
+        """A zero state for ``batch_size`` sequences."""
+        device = self.out_proj.weight.device
+        conv_dtype = dtype or self.conv1d.weight.dtype
+        return MixerState(
+            conv=torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=conv_dtype),
+            ssm=torch.zeros(
+                batch_size,
+                self.d_inner,
+                self.d_state,
+                device=device,
+                dtype=state_dtype(dtype or self.out_proj.weight.dtype),
+            ),
+        )
+
+    def forward(self, hidden_states: Tensor, state: MixerState | None = None) -> Tensor:
+        """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
+        f = state_dtype(hidden_states.dtype)
+        xz = self.in_proj(hidden_states).transpose(1, 2)  # (b, 2 * d_inner, l)
+        x, z = xz.chunk(2, dim=1)
+        conv_weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        if state is None:
+            x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
+        else:
+            history = state.conv.to(x.dtype)
+            x_in = x
+            x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu")
+            state.conv = torch.cat([history, x_in], dim=-1)[:, :, -self.d_conv :]
+
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, dt_rank + 2 * d_state)
+        dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (b, d_inner, l); bias added in the scan
+        A = -torch.exp(self.A_log.to(f))  # (d_inner, d_state)
+        y = selective_scan_fn(
+            x,
+            dt,
+            A,
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D.to(f),
+            z=z,
+            delta_bias=self.dt_proj.bias.to(f),
+            delta_softplus=True,
+            return_last_state=state is not None,
+            initial_state=None if state is None else state.ssm,
+        )
+        if state is not None:
+            y, state.ssm = y
+        return self.out_proj(y.transpose(1, 2))
+
+    def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
+        """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
+        dtype = hidden_states.dtype
+        f = state_dtype(dtype)
+        x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
+        state.conv = torch.cat([state.conv[:, :, 1:], x[:, :, None].to(state.conv.dtype)], dim=-1)
+        x = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias
+        x = F.silu(x).to(dtype)
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(F.linear(dt, self.dt_proj.weight).to(f) + self.dt_proj.bias.to(f))  # (b, d_inner)
+        A = -torch.exp(self.A_log.to(f))
+        decay = torch.exp(dt[:, :, None] * A)  # (b, d_inner, d_state)
+        state.ssm = decay * state.ssm + (dt * x.to(f))[:, :, None] * B.to(f)[:, None, :]
+        y = (state.ssm * C.to(f)[:, None, :]).sum(-1) + self.D.to(f) * x.to(f)
+        y = (y * F.silu(z.to(f))).to(dtype)
+        return self.out_proj(y)[:, None]

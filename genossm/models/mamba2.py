@@ -1,0 +1,199 @@
+"""Mamba-2 mixer (SSD), with mamba_ssm's ``Mamba2`` parameter names and initialisation.
+
+z, xBC, dt = in_proj(h)                         [z0, x0 when d_ssm < d_inner: a gated MLP part]
+x, B, C    = silu(causal_conv1d(xBC))           x: (b, l, nheads, headdim), B and C: (b, l, ngroups, d_state)
+y          = ssd(x, dt, A = -exp(A_log), B, C, D, dt_bias, softplus)
+y          = norm(y, z)                          gated RMSNorm (or y * silu(z) without rmsnorm)
+out        = out_proj(y)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genossm.kernels import causal_conv1d_fn, ssd_chunk_scan
+
+from .mamba1 import init_dt_bias, no_weight_decay
+from .norm import RMSNormGated
+from .state import MixerState, state_dtype
+
+
+class Mamba2(nn.Module):
+    """The Mamba-2 mixer; ``forward`` over a sequence, ``step`` for one token."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 128,
+        d_conv: int = 4,
+        conv_init: float | None = None,
+        expand: int = 2,
+        headdim: int = 64,
+        d_ssm: int | None = None,
+        ngroups: int = 1,
+        A_init_range: tuple[float, float] = (1, 16),
+        D_has_hdim: bool = False,
+        rmsnorm: bool = True,
+        norm_before_gate: bool = False,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        dt_limit: tuple[float, float] = (0.0, float("inf")),
+        bias: bool = False,
+        conv_bias: bool = True,
+        chunk_size: int = 256,
+        use_mem_eff_path: bool = True,
+        layer_idx: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        factory = {"device": device, "dtype": dtype}
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = expand * d_model
+        self.headdim = headdim
+        self.d_ssm = self.d_inner if d_ssm is None else d_ssm
+        self.ngroups = ngroups
+        if self.d_ssm % headdim:
+            raise ValueError(f"d_ssm ({self.d_ssm}) must be a multiple of headdim ({headdim})")
+        self.nheads = self.d_ssm // headdim
+        if self.nheads % ngroups:
+            raise ValueError(f"nheads ({self.nheads}) must be a multiple of ngroups ({ngroups})")
+        self.D_has_hdim, self.rmsnorm, self.norm_before_gate = D_has_hdim, rmsnorm, norm_before_gate
+        self.dt_limit = tuple(dt_limit)
+        self.chunk_size = chunk_size
+        self.use_mem_eff_path = use_mem_eff_path  # accepted for mamba_ssm configs; kernels are chosen per device
+        self.layer_idx = layer_idx
+
+        # in_proj output order: [z0, x0, z, x, B, C, dt]
+        d_in_proj = 2 * self.d_inner + 2 * ngroups * d_state + self.nheads
+        self.in_proj = nn.Linear(d_model, d_in_proj, bias=bias, **factory)
+        self.conv_dim = self.d_ssm + 2 * ngroups * d_state
+        self.conv1d = nn.Conv1d(
+            self.conv_dim,
+            self.conv_dim,
+            d_conv,
+            groups=self.conv_dim,
+            padding=d_conv - 1,
+            bias=conv_bias,
+            **factory,
+        )
+        if conv_init is not None:
+            nn.init.uniform_(self.conv1d.weight, -conv_init, conv_init)
+
+        self.dt_bias = nn.Parameter(init_dt_bias(self.nheads, dt_min, dt_max, dt_init_floor, device))
+        if not (A_init_range[0] > 0 and A_init_range[1] >= A_init_range[0]):
+            raise ValueError(f"A_init_range must be 0 < low <= high, got {A_init_range}")
+        A = torch.empty(self.nheads, dtype=torch.float32, device=device).uniform_(*A_init_range)
+        self.A_log = nn.Parameter(torch.log(A).to(dtype=dtype))
+        self.D = nn.Parameter(torch.ones(self.d_ssm if D_has_hdim else self.nheads, device=device))
+        no_weight_decay(self.dt_bias, self.A_log, self.D)
+        if rmsnorm:
+            self.norm = RMSNormGated(
+                self.d_ssm,
+                eps=1e-5,
+                norm_before_gate=norm_before_gate,
+                group_size=self.d_ssm // ngroups,
+                **factory,
+            )
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+    @property
+    def d_mlp(self) -> int:
+        """Channels of the gated-MLP part (0 unless d_ssm < d_inner)."""
+        return self.d_inner - self.d_ssm
+
+    def allocate_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MixerState:
+        """A zero state for ``batch_size`` sequences."""
+        device = self.out_proj.weight.device
+        return MixerState(
+            conv=torch.zeros(
+                batch_size, self.conv_dim, self.d_conv, device=device, dtype=dtype or self.conv1d.weight.dtype
+            ),
+            ssm=torch.zeros(
+                batch_size,
+                self.nheads,
+                self.headdim,
+                self.d_state,
+                device=device,
+                dtype=state_dtype(dtype or self.out_proj.weight.dtype),
+            ),
+        )
+
+    def _split_in_proj(self, zxbcdt: Tensor) -> tuple[Tensor, ...]:
+        return zxbcdt.split([self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, self.nheads], dim=-1)
+
+    def _gate_and_project(self, y: Tensor, z: Tensor, z0: Tensor, x0: Tensor) -> Tensor:
+        """Output norm (or gate), the optional MLP part, and out_proj; y and z are (..., d_ssm)."""
+        y = self.norm(y, z) if self.rmsnorm else y
+        if self.d_mlp > 0:
+            y = torch.cat([F.silu(z0) * x0, y], dim=-1)
+        return self.out_proj(y)
+
+    def forward(self, hidden_states: Tensor, state: MixerState | None = None) -> Tensor:
+        """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
+        f = state_dtype(hidden_states.dtype)
+        z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(hidden_states))
+        conv_weight = self.conv1d.weight[:, 0, :]
+        xBC_t = xBC.transpose(1, 2)  # (b, conv_dim, l)
+        if state is None:
+            xBC = causal_conv1d_fn(xBC_t, conv_weight, self.conv1d.bias, activation="silu")
+        else:
+            history = state.conv.to(xBC_t.dtype)
+            xBC = causal_conv1d_fn(
+                xBC_t, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu"
+            )
+            state.conv = torch.cat([history, xBC_t], dim=-1)[:, :, -self.d_conv :]
+        x, B, C = xBC.transpose(1, 2).split(
+            [self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1
+        )
+        A = -torch.exp(self.A_log.to(f))  # (nheads,)
+        y = ssd_chunk_scan(
+            x.unflatten(-1, (self.nheads, self.headdim)),
+            dt,
+            A,
+            B.unflatten(-1, (self.ngroups, self.d_state)),
+            C.unflatten(-1, (self.ngroups, self.d_state)),
+            chunk_size=self.chunk_size,
+            D=self.D.view(self.nheads, self.headdim) if self.D_has_hdim else self.D,
+            z=None if self.rmsnorm else z.unflatten(-1, (self.nheads, self.headdim)),
+            dt_bias=self.dt_bias,
+            initial_states=None if state is None else state.ssm,
+            dt_softplus=True,
+            dt_limit=self.dt_limit,
+            return_final_states=state is not None,
+        )
+        if state is not None:
+            y, state.ssm = y
+        return self._gate_and_project(y.flatten(-2), z, z0, x0)
+
+    def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
+        """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
+        dtype = hidden_states.dtype
+        f = state_dtype(dtype)
+        z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(hidden_states[:, 0]))
+        state.conv = torch.cat([state.conv[:, :, 1:], xBC[:, :, None].to(state.conv.dtype)], dim=-1)
+        xBC = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
+        if self.conv1d.bias is not None:
+            xBC = xBC + self.conv1d.bias
+        xBC = F.silu(xBC).to(dtype)
+        x, B, C = xBC.split([self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
+        per_group = self.nheads // self.ngroups
+        B = B.to(f).view(-1, self.ngroups, self.d_state).repeat_interleave(per_group, dim=1)  # (b, h, n)
+        C = C.to(f).view(-1, self.ngroups, self.d_state).repeat_interleave(per_group, dim=1)
+        dt = F.softplus(dt.to(f) + self.dt_bias.to(f))  # (b, h)
+        if self.dt_limit != (0.0, float("inf")):
+            dt = dt.clamp(*self.dt_limit)
+        A = -torch.exp(self.A_log.to(f))
+        xh = x.to(f).view(-1, self.nheads, self.headdim)  # (b, h, p)
+        decay = torch.exp(dt * A)[:, :, None, None]
+        state.ssm = decay * state.ssm + (dt[:, :, None] * xh)[..., None] * B[:, :, None, :]
+        y = (state.ssm * C[:, :, None, :]).sum(-1)  # (b, h, p)
+        D = self.D.to(f).view(self.nheads, self.headdim) if self.D_has_hdim else self.D.to(f)[:, None]
+        y = y + D * xh
+        if not self.rmsnorm:
+            y = y * F.silu(z.to(f).view_as(y))
+        y = y.flatten(1).to(dtype)
+        return self._gate_and_project(y, z, z0, x0)[:, None]

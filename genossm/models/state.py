@@ -1,0 +1,32 @@
+"""Recurrent state of a mixer: what lets Mamba read a sequence piece by piece at constant memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """SSM states and the recurrent step run in float32 (float64 for a float64 model)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@dataclass
+class MixerState:
+    """The state a mixer carries from one position to the next.
+
+    conv: (batch, conv_channels, d_conv), the last d_conv inputs of the causal conv (mamba_ssm's ``conv_state``).
+    ssm: the SSM state in float32, (batch, d_inner, d_state) for Mamba-1 or (batch, nheads, headdim, d_state)
+    for Mamba-2 (mamba_ssm's ``ssm_state``).
+    """
+
+    conv: Tensor
+    ssm: Tensor
+
+    def detach_(self) -> MixerState:
+        """Cut the autograd history (truncated back-propagation between windows)."""
+        self.conv = self.conv.detach()
+        self.ssm = self.ssm.detach()
+        return self

@@ -1,0 +1,41 @@
+"""Causal depthwise conv1d in PyTorch: the reference of the fused conv kernel and the CPU path.
+
+    out[b, d, t] = act(bias[d] + sum_k weight[d, k] * x[b, d, t - (w - 1) + k])
+
+Positions before the start read ``initial_states`` (the previous w - 1 inputs) or zeros.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def causal_conv1d_ref(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    initial_states: Tensor | None = None,
+    return_final_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """x: (batch, dim, seqlen), weight: (dim, width), bias: (dim,), initial_states: (batch, dim, width - 1).
+
+    Returns out like x and, with ``return_final_states``, the last width - 1 inputs (batch, dim, width - 1).
+    """
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+    width = weight.shape[-1]
+    if initial_states is None:
+        padded = F.pad(x, (width - 1, 0))
+    else:
+        padded = torch.cat([initial_states.to(x.dtype), x], dim=-1)
+    out = F.conv1d(
+        padded, weight[:, None, :].to(x.dtype), None if bias is None else bias.to(x.dtype), groups=x.shape[1]
+    )
+    if activation is not None:
+        out = F.silu(out)
+    if not return_final_states:
+        return out
+    return out, padded[..., padded.shape[-1] - (width - 1) :]

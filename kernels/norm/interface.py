@@ -1,0 +1,32 @@
+"""Public normalisation ops used by the models: residual add + norm, and Mamba-2's gated RMSNorm."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .reference import add_norm_ref, gated_rms_norm_ref
+
+
+def add_norm(
+    x: Tensor,
+    residual: Tensor | None,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    is_rms_norm: bool = True,
+    residual_in_fp32: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """residual = x + residual; returns (norm(residual), residual). See ``reference.add_norm_ref``."""
+    return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
+
+
+def gated_rms_norm(
+    x: Tensor,
+    weight: Tensor,
+    z: Tensor | None = None,
+    eps: float = 1e-5,
+    group_size: int | None = None,
+    norm_before_gate: bool = False,
+) -> Tensor:
+    """Mamba-2's grouped RMSNorm with SiLU gate. See ``reference.gated_rms_norm_ref``."""
+    return gated_rms_norm_ref(x, weight, z, eps, group_size, norm_before_gate)
