@@ -1,0 +1,53 @@
+"""Benchmark output: a JSON file of rows and line plots (people would rather look at a plot than a table)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def write_json(rows: list[dict[str, object]], path: str | Path, **meta: object) -> None:
+    """``{"meta": {...}, "rows": [...]}`` at ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+
+
+def plot_lines(
+    rows: list[dict[str, object]],
+    x: str,
+    y: str,
+    series: str,
+    path: str | Path,
+    title: str = "",
+    logx: bool = True,
+    logy: bool = False,
+    ylabel: str | None = None,
+) -> None:
+    """One line per value of ``series``: ``y`` against ``x``, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[object, list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        if row.get(y) is not None:
+            groups[row[series]].append((float(row[x]), float(row[y])))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, points in groups.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=str(name))
+    if logx:
+        ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

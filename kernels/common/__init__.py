@@ -1,0 +1,1 @@
+"""Triton pieces shared by several ops (imported only by Triton kernel modules, never on the CPU-only path)."""
