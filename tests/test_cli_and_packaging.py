@@ -39,7 +39,6 @@ def test_presets_ship_with_the_package():
 
 
 def test_bench_model_writes_json(tmp_path, capsys):
-    out = tmp_path / "bench.json"
     assert (
         main(
             [
@@ -54,15 +53,16 @@ def test_bench_model_writes_json(tmp_path, capsys):
                 "--repeats",
                 "1",
                 "--train",
-                "--json",
-                str(out),
+                "--out",
+                str(tmp_path),
             ]
         )
         == 0
     )
-    rows = json.loads(out.read_text())
+    rows = json.loads((tmp_path / "model.json").read_text())["rows"]
     assert [r["seqlen"] for r in rows] == [32, 64] and all(r["ms"] > 0 for r in rows)
-    assert "131,904 parameters" in capsys.readouterr().out
+    assert rows[0]["params"] == 131904 and (tmp_path / "model.png").is_file()
+    assert "training step on cpu" in capsys.readouterr().out
 
 
 def test_unknown_preset_is_one_clear_line(capsys):

@@ -1,70 +1,124 @@
-"""Model throughput: forward (or forward + backward) tokens per second of a preset at one length."""
+"""Model throughput: forward or full training step (forward + backward + AdamW) of a preset, per length.
+
+With ``--tokens`` the batch follows the length (2^20 tokens = 1024 x 1K = 1 x 1M), as in training. Where mamba_ssm
+is importable, its own ``MambaLMHeadModel`` with the same config is timed in the same run.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from genossm.cli.options import option
-from genossm.models import MambaLMHeadModel
+from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.presets import model_config
 
-from .timing import format_table, median_ms, pick_device
+from .report import plot_lines, write_json
+from .timing import cuda_median_ms, format_table, median_ms, pick_device
 
 
 @dataclass
 class ModelBenchOptions:
     """Options of ``genossm bench model``."""
 
-    model: str = option("mamba1-1.4m", "model preset name or config file")
+    model: str = option("mamba1-1.4m", "model preset name or config file; several separated by commas")
     seqlen: str = option("1024", "sequence length, or several separated by commas")
-    batch: int = option(1, "sequences per call")
+    batch: int = option(1, "sequences per call (ignored when --tokens is given)")
+    tokens: int | None = option(None, "tokens per call; the batch is tokens // seqlen")
     repeats: int = option(3, "timed calls per length (the median is reported)")
-    train: bool = option(False, "time forward + backward instead of forward only")
+    train: bool = option(False, "time a training step (forward, backward, AdamW) instead of a forward")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     dtype: Literal["float32", "bfloat16"] = option("float32", "autocast dtype on CUDA; the CPU always runs float32")
-    json: Path | None = option(None, "also write the results to this JSON file")
+    peer: bool = option(True, "also time mamba_ssm's MambaLMHeadModel when it is installed")
+    out: Path | None = option(None, "write model.json (and model.png for several lengths) into this folder")
+
+
+def peer_model(config: MambaConfig) -> nn.Module | None:
+    """mamba_ssm's own model for the same config, or None when mamba_ssm is not installed."""
+    if importlib.util.find_spec("mamba_ssm") is None:
+        return None
+    from mamba_ssm.models.config_mamba import MambaConfig as PeerConfig
+    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as PeerModel
+
+    return PeerModel(PeerConfig(**config.to_dict()))
+
+
+def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool) -> Callable[[], None]:
+    """One forward, or one forward + backward + optimizer step, on ``ids``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+
+    def call() -> None:
+        with torch.autocast(ids.device.type, torch.bfloat16, enabled=autocast), torch.set_grad_enabled(train):
+            logits = model(ids).logits
+            if optimizer is not None:
+                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+    return call
 
 
 def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
-    """Time the model at each length; print the table and return its rows."""
+    """Time every model and length; print the table and return its rows."""
     device = pick_device(opts.device)
-    config = model_config(opts.model)
-    model = MambaLMHeadModel(config).to(device)
-    params = sum(p.numel() for p in model.parameters())
     autocast = device.type == "cuda" and opts.dtype == "bfloat16"
     rows = []
-    for seqlen in (int(s) for s in opts.seqlen.split(",")):
-        ids = torch.randint(0, config.vocab_size, (opts.batch, seqlen), device=device)
-
-        def call(ids=ids) -> None:
-            with torch.autocast(device.type, torch.bfloat16, enabled=autocast), torch.set_grad_enabled(opts.train):
-                logits = model(ids).logits
-                if opts.train:
-                    logits.float().logsumexp(-1).mean().backward()
-
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        ms = median_ms(call, device, repeats=opts.repeats)
-        row = {
-            "model": opts.model,
-            "params": params,
-            "device": device.type,
-            "batch": opts.batch,
-            "seqlen": seqlen,
-            "mode": "fwd+bwd" if opts.train else "fwd",
-            "ms": ms,
-            "Mtok/s": opts.batch * seqlen / ms / 1e3,
-        }
-        if device.type == "cuda":
-            row["peak_GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
-        rows.append(row)
-    print(f"{opts.model}: {params:,} parameters on {device}")
+    for name in opts.model.split(","):
+        config = model_config(name)
+        impls = {"genossm": MambaLMHeadModel(config)}
+        if opts.peer and device.type == "cuda" and (peer := peer_model(config)) is not None:
+            impls["mamba_ssm"] = peer
+        for impl, model in impls.items():
+            model.to(device)
+            params = sum(p.numel() for p in model.parameters())
+            for seqlen in (int(s) for s in opts.seqlen.split(",")):
+                batch = max(1, opts.tokens // seqlen) if opts.tokens else opts.batch
+                ids = torch.randint(0, config.vocab_size, (batch, seqlen), device=device)
+                call = step_fn(model, ids, opts.train, autocast)
+                row = {
+                    "model": name,
+                    "impl": impl,
+                    "params": params,
+                    "batch": batch,
+                    "seqlen": seqlen,
+                    "mode": "train" if opts.train else "fwd",
+                }
+                try:
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                        torch.cuda.reset_peak_memory_stats(device)
+                        ms = cuda_median_ms(call, repeats=opts.repeats, warmup=1)
+                        row["peak_GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
+                    else:
+                        ms = median_ms(call, device, repeats=opts.repeats)
+                    row.update({"ms": ms, "tok_per_s": batch * seqlen / ms * 1e3})
+                except torch.cuda.OutOfMemoryError:
+                    row.update({"ms": None, "tok_per_s": None, "note": "out of memory"})
+                rows.append(row)
+                del ids, call
+            model.cpu()
+    print(f"{'training step' if opts.train else 'forward'} on {device} ({opts.dtype})")
     print(format_table(rows))
-    if opts.json:
-        opts.json.write_text(json.dumps(rows, indent=2))
+    if opts.out:
+        write_json(rows, opts.out / "model.json", device=str(device), dtype=opts.dtype, train=opts.train)
+        if len({r["seqlen"] for r in rows}) > 1:
+            rows_ok = [dict(r, series=f"{r['model']} {r['impl']}") for r in rows if r.get("ms")]
+            plot_lines(
+                rows_ok,
+                "seqlen",
+                "ms",
+                "series",
+                opts.out / "model.png",
+                logy=True,
+                title="training step" if opts.train else "forward",
+                ylabel="ms per call",
+            )
     return rows

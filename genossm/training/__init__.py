@@ -1,0 +1,1 @@
+"""Training with Lightning: next-base pretraining (``genossm pretrain``) and the scaling driver."""

@@ -1,0 +1,148 @@
+"""Next-base pretraining as a LightningModule.
+
+One data item is one optimiser step: ``input_ids`` and ``labels`` of shape (n_micro, micro_batch, L), with a
+constant number of tokens per step whatever L is. The module runs the micro-batches itself (manual optimisation),
+so the accumulation follows the sequence-length schedule, and it names the step and micro-batch of a non-finite
+loss instead of training on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import time
+from dataclasses import asdict
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genossm.models import MambaConfig, MambaLMHeadModel
+
+from .optim import OptimConfig, build_optimizer
+
+IGNORE_INDEX = -100
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; carries where it happened."""
+
+    def __init__(self, step: int, micro_batch: int, value: float) -> None:
+        super().__init__(f"loss is {value} at optimizer step {step} (data item {step}, micro-batch {micro_batch})")
+        self.step, self.micro_batch = step, micro_batch
+
+
+def shard_for_rank(x: Tensor, rank: int, world: int) -> Tensor:
+    """This rank's share of a (n_micro, micro_batch, ...) step: split micro-batches, else sequences."""
+    if world == 1:
+        return x
+    if x.shape[0] % world == 0:
+        return x[rank::world]
+    if x.shape[1] % world == 0:
+        return x[:, rank::world]
+    raise ValueError(
+        f"a step of {x.shape[0]} micro-batches of {x.shape[1]} sequences cannot be split over {world} devices; "
+        "choose --tokens-per-step so that the sequences per step are a multiple of --devices"
+    )
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory so far: allocated CUDA memory, or the process's maximum resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class LMPretrainModule(L.LightningModule):
+    """Causal next-base language modelling over a :class:`MambaLMHeadModel`."""
+
+    def __init__(self, model_config: dict, optim: dict, tokens: list[str] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = MambaLMHeadModel(MambaConfig.from_dict(model_config))
+        self.model.tokens = tokens
+        self.optim = OptimConfig(**optim)
+        self.automatic_optimization = False
+        self._val_sums: list[Tensor] = []
+
+    def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed cross-entropy (float32) and the number of predicted positions of one micro-batch."""
+        logits = self.model(input_ids).logits
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return loss, (labels != IGNORE_INDEX).sum()
+
+    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on all but the last micro-batch of a step (DDP)."""
+        wrapped = self.trainer.strategy.model
+        return contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        start = time.perf_counter()
+        rank, world = self.global_rank, self.trainer.world_size
+        input_ids = shard_for_rank(batch["input_ids"], rank, world)
+        labels = shard_for_rank(batch["labels"], rank, world)
+        count = (labels != IGNORE_INDEX).sum().clamp(min=1)
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        total = torch.zeros((), device=self.device)
+        for i in range(input_ids.shape[0]):
+            with self._no_sync(last=i == input_ids.shape[0] - 1):
+                loss, _ = self.summed_loss(input_ids[i], labels[i])
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(self.global_step, i, float(loss.detach()))
+                self.manual_backward(loss / count)
+            total += loss.detach()
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+
+        mean = total / count
+        seconds = time.perf_counter() - start
+        tokens = int(count) * world
+        self.log_dict(
+            {"train/loss": mean, "train/ppl": mean.exp(), "train/bits_per_base": mean / math.log(2)},
+            prog_bar=True,
+            sync_dist=world > 1,
+        )
+        self.log_dict(
+            {
+                "train/lr": scheduler.get_last_lr()[0],
+                "train/tokens_per_s": tokens / seconds,
+                "train/seqlen": float(input_ids.shape[-1]),
+                "train/peak_mem_gib": peak_memory_gib(self.device),
+            },
+        )
+        return mean
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        for i in range(batch["input_ids"].shape[0]):
+            loss, count = self.summed_loss(batch["input_ids"][i], batch["labels"][i])
+            self._val_sums.append(torch.stack([loss, count.to(loss.dtype)]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_sums:
+            return
+        loss, count = torch.stack(self._val_sums).sum(0)
+        self._val_sums.clear()
+        if self.trainer.world_size > 1:
+            totals = self.all_gather(torch.stack([loss, count])).reshape(-1, 2).sum(0)
+            loss, count = totals[0], totals[1]
+        mean = loss / count.clamp(min=1)
+        self.log_dict(
+            {"val/loss": mean, "val/ppl": mean.exp(), "val/bits_per_base": mean / math.log(2)},
+            prog_bar=True,
+            rank_zero_only=True,
+        )
+
+    def configure_optimizers(self) -> dict:
+        optimizer, scheduler = build_optimizer(self.model, self.optim)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @classmethod
+    def create(cls, config: MambaConfig, optim: OptimConfig, tokens: list[str] | None) -> LMPretrainModule:
+        """Build from typed configs (what the hyperparameters of a checkpoint record)."""
+        return cls(config.to_dict(), asdict(optim), tokens)
