@@ -71,7 +71,10 @@ class LMPretrainModule(L.LightningModule):
         """Summed cross-entropy (float32) and the number of predicted positions of one micro-batch."""
         logits = self.model(input_ids).logits
         loss = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+            labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )
         return loss, (labels != IGNORE_INDEX).sum()
 
