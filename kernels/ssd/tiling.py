@@ -1,0 +1,79 @@
+"""Launch settings of the SSD Triton kernels: a small table by shape instead of an autotune sweep.
+
+Autotuning every kernel over many configurations costs minutes of compilation on the first call; the SSD kernels
+instead pick their tiles from the chunk size, head dimension and state size with the rules below, so each kernel
+compiles once per shape family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+
+# Positions per tile inside a chunk. Tests lower it to run several tiles per chunk on tiny inputs.
+MAX_BLOCK_T = 64
+# When True, fresh buffers are filled with NaN instead of left uninitialised (tests: exposes unwritten reads).
+POISON_BUFFERS = False
+
+
+@dataclass(frozen=True)
+class SSDTiles:
+    """Tiles and launch settings of the chunk kernels (all sizes powers of two, at least 16 for tl.dot)."""
+
+    block_t: int  # positions per tile
+    block_p: int  # head dimension (whole)
+    block_n: int  # state size (whole) for the position-tiled kernels
+    block_n_state: int  # state-size tile of the kernels that hold a (headdim, dstate) accumulator
+    num_warps: int
+    num_stages: int
+
+
+def _pow2(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def ssd_tiles(chunk_size: int, headdim: int, dstate: int) -> SSDTiles:
+    """The tile table: one rule per dimension, warps by accumulator size."""
+    block_p, block_n = _pow2(headdim), _pow2(dstate)
+    block_t = min(MAX_BLOCK_T, _pow2(chunk_size))
+    # (headdim x dstate) float32 accumulators stay at or under 64 x 128.
+    block_n_state = min(block_n, max(16, 8192 // block_p))
+    # The widest accumulators are (block_t x (headdim + dstate)) in the backward kernels.
+    num_warps = 4 if block_p + block_n <= 128 else 8
+    num_stages = 2 if block_n <= 128 else 1
+    return SSDTiles(block_t, block_p, block_n, block_n_state, num_warps, num_stages)
+
+
+def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tuple[int, int]:
+    """(state elements, chunks) per tile of the state-passing scan.
+
+    The scan is sequential over chunks but parallel over (batch, head, state block): when there are few sequences
+    (one long genome), the state blocks shrink so that enough programs run, and each step scans a block of chunks
+    at once so that the serial loop stays short.
+    """
+    block_pn = 256
+    while block_pn > 32 and batch_heads * triton.cdiv(state_size, block_pn) < 512:
+        block_pn //= 2
+    block_chunks = min(max(2, 4096 // block_pn), max(2, triton.next_power_of_2(nchunks)))
+    return block_pn, block_chunks
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dtype of the chunk-boundary states that feed matrix products: the input dtype (float32 stays float32)."""
+    return torch.float32 if dtype == torch.float32 else dtype
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: float32 inputs follow torch's TF32 matmul switch (off by default: exact IEEE)."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
+def new_buffer(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An uninitialised tensor (NaN-filled while ``POISON_BUFFERS`` is set)."""
+    if POISON_BUFFERS:
+        return torch.full(shape, float("nan"), device=device, dtype=dtype)
+    return torch.empty(shape, device=device, dtype=dtype)
