@@ -34,13 +34,13 @@ def _chunk_scan_fwd_kernel(
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     ntiles = tl.cdiv(chunk_size, BLOCK_T)
-    tile = pid % ntiles
+    tile = (pid % ntiles).to(tl.int32)
     h = (pid // ntiles) % nheads
     c = (pid // (ntiles * nheads)) % nchunks
     b = pid // (ntiles * nheads * nchunks)
     g = h // heads_per_group
     start = c * chunk_size
-    chunk_len = tl.minimum(chunk_size, seqlen - start)
+    chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
 
     offs_i = tile * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_p = tl.arange(0, BLOCK_P)
@@ -100,8 +100,12 @@ def _chunk_scan_fwd_kernel(
     if HAS_Z:
         tl.store(ypre_ptr + out_offs + out_ptrs, acc.to(ypre_ptr.dtype.element_ty), mask=io_mask)
         z = tl.load(
-            z_ptr + b * stride_z_b + start * stride_z_l + h * stride_z_h
-            + offs_i[:, None] * stride_z_l + offs_p[None, :] * stride_z_p,
+            z_ptr
+            + b * stride_z_b
+            + start * stride_z_l
+            + h * stride_z_h
+            + offs_i[:, None] * stride_z_l
+            + offs_p[None, :] * stride_z_p,
             mask=io_mask,
             other=0.0,
         ).to(tl.float32)
@@ -137,4 +141,3 @@ def chunk_scan_fwd(
         PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )  # fmt: skip
     return out, ypre
-

@@ -20,7 +20,9 @@ from .tiling import SSDTiles, dot_precision, new_buffer
 
 
 @triton.jit
-def load_dy(dout_base, z_base, offs_t, offs_p, stride_d_l, stride_d_p, stride_z_l, stride_z_p, mask, HAS_Z: tl.constexpr):
+def load_dy(
+    dout_base, z_base, offs_t, offs_p, stride_d_l, stride_d_p, stride_z_l, stride_z_p, mask, HAS_Z: tl.constexpr
+):
     """The gradient of the pre-gate output: dout * silu(z), float32, one (positions, headdim) tile."""
     dy = tl.load(dout_base + offs_t[:, None] * stride_d_l + offs_p[None, :] * stride_d_p, mask=mask, other=0.0)
     dy = dy.to(tl.float32)
@@ -50,7 +52,7 @@ def _dstarts_kernel(
     b = pid // (nheads * nchunks)
     g = h // heads_per_group
     start = c * chunk_size
-    chunk_len = tl.minimum(chunk_size, seqlen - start)
+    chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     dout_base = dout_ptr + b * stride_d_b + start * stride_d_l + h * stride_d_h
@@ -71,8 +73,12 @@ def _dstarts_kernel(
             sig = tl.sigmoid(z)
             if pid_n == 0:
                 ypre = tl.load(
-                    ypre_ptr + b * stride_y_b + start * stride_y_l + h * stride_y_h
-                    + offs_t[:, None] * stride_y_l + offs_p[None, :] * stride_y_p,
+                    ypre_ptr
+                    + b * stride_y_b
+                    + start * stride_y_l
+                    + h * stride_y_h
+                    + offs_t[:, None] * stride_y_l
+                    + offs_p[None, :] * stride_y_p,
                     mask=mask,
                     other=0.0,
                 ).to(tl.float32)
@@ -94,10 +100,7 @@ def _dstarts_kernel(
         acc += tl.dot(tl.trans(w), C_t, input_precision=PRECISION)
 
     out_ptrs = (
-        dstarts_ptr
-        + ((b * nchunks + c) * nheads + h) * headdim * dstate
-        + offs_p[:, None] * dstate
-        + offs_n[None, :]
+        dstarts_ptr + ((b * nchunks + c) * nheads + h) * headdim * dstate + offs_p[:, None] * dstate + offs_n[None, :]
     )
     tl.store(out_ptrs, acc, mask=(offs_p[:, None] < headdim) & (offs_n[None, :] < dstate))
 
@@ -118,12 +121,12 @@ def _dc_kernel(
     pid = tl.program_id(0).to(tl.int64)
     ntiles = tl.cdiv(chunk_size, BLOCK_T)
     ngroups = nheads // heads_per_group
-    tile = pid % ntiles
+    tile = (pid % ntiles).to(tl.int32)
     g = (pid // ntiles) % ngroups
     c = (pid // (ntiles * ngroups)) % nchunks
     b = pid // (ntiles * ngroups * nchunks)
     start = c * chunk_size
-    chunk_len = tl.minimum(chunk_size, seqlen - start)
+    chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
     offs_i = tile * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
@@ -131,12 +134,11 @@ def _dc_kernel(
     p_ok = offs_p < headdim
     n_ok = offs_n < dstate
     B_base = B_ptr + b * stride_B_b + start * stride_B_l + g * stride_B_g
-    C_i = tl.load(
+    C_i_ptrs = (
         C_ptr + b * stride_C_b + start * stride_C_l + g * stride_C_g
-        + offs_i[:, None] * stride_C_l + offs_n[None, :] * stride_C_n,
-        mask=valid_i[:, None] & n_ok[None, :],
-        other=0.0,
-    )
+        + offs_i[:, None] * stride_C_l + offs_n[None, :] * stride_C_n
+    )  # fmt: skip
+    C_i_mask = valid_i[:, None] & n_ok[None, :]
     dC = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
     for r in range(0, heads_per_group):
         h = g * heads_per_group + r
@@ -146,7 +148,7 @@ def _dc_kernel(
             z_ptr + b * stride_z_b + start * stride_z_l + h * stride_z_h,
             offs_i, offs_p, stride_d_l, stride_d_p, stride_z_l, stride_z_p,
             valid_i[:, None] & p_ok[None, :], HAS_Z,
-        ).to(C_i.dtype)  # fmt: skip
+        ).to(C_ptr.dtype.element_ty)  # fmt: skip
         cs_i = tl.load(cs_ptr + vec_base + offs_i, mask=offs_i < chunk_size, other=0.0)
         H = tl.load(
             starts_ptr + ((b * nchunks + c) * nheads + h) * headdim * dstate
@@ -154,8 +156,9 @@ def _dc_kernel(
             mask=p_ok[:, None] & n_ok[None, :],
             other=0.0,
         )  # fmt: skip
-        dC_state = tl.dot(dy, H.to(C_i.dtype), input_precision=PRECISION) * tl.exp(cs_i)[:, None]
-        tl.store(u_ptr + vec_base + offs_i, tl.sum(dC_state * C_i.to(tl.float32), axis=1), mask=offs_i < chunk_size)
+        dC_state = tl.dot(dy, H.to(dy.dtype), input_precision=PRECISION) * tl.exp(cs_i)[:, None]
+        C_i = tl.load(C_i_ptrs, mask=C_i_mask, other=0.0).to(tl.float32)
+        tl.store(u_ptr + vec_base + offs_i, tl.sum(dC_state * C_i, axis=1), mask=offs_i < chunk_size)
         dC += dC_state
 
         x_base = x_ptr + b * stride_x_b + start * stride_x_l + h * stride_x_h

@@ -54,7 +54,7 @@ def _chunk_state_fwd_kernel(
     A = tl.load(A_ptr + h).to(tl.float32)
     bias = tl.load(dt_bias_ptr + h).to(tl.float32) if HAS_DT_BIAS else 0.0
     start = c * chunk_size
-    chunk_len = tl.minimum(chunk_size, seqlen - start)
+    chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
     x_base = x_ptr + b * stride_x_b + start * stride_x_l + h * stride_x_h
     B_base = B_ptr + b * stride_B_b + start * stride_B_l + g * stride_B_g
     dt_base = dt_ptr + b * stride_dt_b + start * stride_dt_l + h * stride_dt_h
@@ -92,10 +92,7 @@ def _chunk_state_fwd_kernel(
         cs_run = cs_tile_end
 
     state_ptrs = (
-        states_ptr
-        + ((b * nchunks + c) * nheads + h) * headdim * dstate
-        + offs_p[:, None] * dstate
-        + offs_n[None, :]
+        states_ptr + ((b * nchunks + c) * nheads + h) * headdim * dstate + offs_p[:, None] * dstate + offs_n[None, :]
     )
     tl.store(state_ptrs, acc, mask=(offs_p[:, None] < headdim) & (offs_n[None, :] < dstate))
 

@@ -1,10 +1,14 @@
 """SSD backward, last step: gather the decay gradient per chunk, then dt (through softplus and clamp), A, dt_bias.
 
-Per (batch, head, chunk), with the pieces written by the earlier kernels:
+Per (batch, head, chunk), from the pieces written by the earlier kernels, the gradient of every cs_i (the decay
+cumsum) is
 
-    d(dt A)_k = sum_tiles share_k                  intra-chunk and chunk-state terms (dx_db_bwd)
-              + sum_{i >= k} u_i                   start-state term (chunk_scan_bwd_dc)
-              + da exp(cs_end)                     the chunk's total decay (state passing backward)
+    dcs_i = sum_{j < i} W_ij - sum_{j > i} W_ji + u_i        intra-chunk pairs (dx_db_bwd), start state (dc kernel)
+
+and since cs_i = sum_{k <= i} dt_k A, the gradient of dt_k A is the reverse cumulative sum of dcs, plus the
+chunk-state terms (a prefix sum of V, see dx_db_bwd) and the chunk's total decay a = exp(cs_end) (state passing):
+
+    d(dt A)_k = sum_{i >= k} dcs_i + sum_{j < k} V_j + da a
     ddt_k     = ddt_direct_k + A d(dt A)_k,        dA = sum_k dt_k d(dt A)_k
 
 then the chain rule through the clamp and softplus gives d(dt input); dA and d(dt_bias) are written as per-chunk
@@ -19,11 +23,13 @@ import triton.language as tl
 from torch import Tensor
 
 from .chunk_state import dt_transform
+from .dx_db_bwd import DecayGradParts
 
 
 @triton.jit
 def _dt_bwd_kernel(
-    dt_in_ptr, dt_bias_ptr, A_ptr, dt_ptr, cs_ptr, ddt_direct_ptr, ddA_ptr, u_ptr, ddecay_ptr,
+    dt_in_ptr, dt_bias_ptr, A_ptr, dt_ptr, cs_ptr, ddt_direct_ptr, v_ptr, dcs_row_ptr, dcs_col_ptr, u_ptr,
+    ddecay_ptr,
     ddt_in_ptr, dA_part_ptr, dbias_part_ptr,
     seqlen, chunk_size, nchunks, nheads, dt_min, dt_max,
     stride_dt_b, stride_dt_l, stride_dt_h,
@@ -42,13 +48,14 @@ def _dt_bwd_kernel(
     valid = in_chunk & (offs < seqlen - start)
     vec_base = pid * chunk_size
 
-    ddA = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+    dcs = tl.load(u_ptr + vec_base + offs, mask=in_chunk, other=0.0)
+    dcs -= tl.load(dcs_row_ptr + vec_base + offs, mask=in_chunk, other=0.0)
     for t in range(0, ntiles):
-        share = ddA_ptr + (vec_base * ntiles + t * chunk_size) + offs
-        ddA += tl.load(share, mask=in_chunk & (offs >= t * BLOCK_T), other=0.0)
-    ddA += tl.cumsum(tl.load(u_ptr + vec_base + offs, mask=in_chunk, other=0.0), axis=0, reverse=True)
+        col_ptrs = dcs_col_ptr + (vec_base * ntiles + t * chunk_size) + offs
+        dcs += tl.load(col_ptrs, mask=in_chunk & (offs >= t * BLOCK_T), other=0.0)
+    v = tl.load(v_ptr + vec_base + offs, mask=in_chunk, other=0.0)
     cs_end = tl.load(cs_ptr + vec_base + chunk_size - 1)
-    ddA += tl.load(ddecay_ptr + pid) * tl.exp(cs_end)
+    ddA = tl.cumsum(dcs, axis=0, reverse=True) + (tl.cumsum(v, axis=0) - v) + tl.load(ddecay_ptr + pid) * tl.exp(cs_end)
 
     A = tl.load(A_ptr + h).to(tl.float32)
     dt = tl.load(dt_ptr + vec_base + offs, mask=in_chunk, other=0.0)
@@ -80,8 +87,7 @@ def dt_bwd(
     dt_limit: tuple[float, float],
     dt: Tensor,
     cs: Tensor,
-    ddt_direct: Tensor,
-    ddA_shares: Tensor,
+    parts: DecayGradParts,
     u: Tensor,
     ddecay: Tensor,
     block_t: int,
@@ -93,7 +99,8 @@ def dt_bwd(
     dA_part = torch.empty((batch, nheads, nchunks), device=cs.device, dtype=torch.float32)
     dbias_part = torch.empty_like(dA_part)
     _dt_bwd_kernel[(batch * nheads * nchunks,)](
-        dt_in, dt_bias if dt_bias is not None else A, A, dt, cs, ddt_direct, ddA_shares, u, ddecay,
+        dt_in, dt_bias if dt_bias is not None else A, A, dt, cs, parts.ddt_direct, parts.v, parts.dcs_row,
+        parts.dcs_col, u, ddecay,
         ddt_in, dA_part, dbias_part,
         seqlen, chunk_size, nchunks, nheads, dt_limit[0], dt_limit[1],
         *dt_in.stride(), *ddt_in.stride(),

@@ -1,21 +1,23 @@
 """SSD backward, part 2: x, B, D and the direct dt gradient, plus the intra-chunk part of the decay gradient.
 
 One program per (batch, chunk, group, tile of positions j) loops over the group's heads (so dB sums over them in
-registers, without atomics) and, per head, over the query tiles i >= j from the last down to the diagonal.
-With M_ij = (C_i . B_j) exp(cs_i - cs_j) dt_j (i >= j), e_j = exp(cs_end - cs_j) and dS the gradient of the chunk's
-own end state (from the backward state passing):
+registers, without atomics) and, per head, over the query tiles i >= j. With M_ij = (C_i . B_j) exp(cs_i - cs_j) dt_j
+(i >= j), e_j = exp(cs_end - cs_j) and dS the gradient of the chunk's own end state (from the backward state
+passing):
 
     dx_j  = dt_j (sum_i (C_i . B_j) exp(cs_i - cs_j) dy_i + e_j dS B_j) + D dy_j
     dB_j  = sum_heads (sum_i (dy_i . x_j) exp(cs_i - cs_j) dt_j C_i + e_j dt_j dS^T x_j)
     ddt_j = sum_i (dy_i . x_j) (C_i . B_j) exp(cs_i - cs_j) + e_j x_j . (dS B_j)       (the dA path comes later)
 
-The decay gradient d(dt A)_k = sum_{j < k <= i} W_ij + sum_{j < k} V_j (W_ij = (dy_i . x_j) M_ij, V_j = dt_j times
-the chunk-state term of ddt_j) is summed directly as a sum over the rectangle, never as a difference of large
-per-position terms (which cancels badly in float32): a reverse cumulative sum over i inside each tile, plus the
-running column sums of the tiles already seen. Each j tile writes its share for k >= its first position.
+For the decay (cs) gradient it writes W_ij = (dy_i . x_j) M_ij as per-position sums, +W at i and -W at j, over
+i > j only: the diagonal terms do not depend on cs, and leaving them out (rather than adding and subtracting them)
+keeps the later reverse cumulative sum free of cancellation between large equal terms. The chunk-state term
+V_j = dt_j e_j x_j . (dS B_j) is written per position; its share of the gradient is a prefix sum (dt_bwd).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import triton
 import triton.language as tl
@@ -28,7 +30,7 @@ from .tiling import SSDTiles, dot_precision, new_buffer
 @triton.jit
 def _dx_db_kernel(
     dout_ptr, z_ptr, x_ptr, B_ptr, C_ptr, D_ptr, dt_ptr, cs_ptr, dchunk_ptr,
-    dx_ptr, dB_ptr, ddt_ptr, ddA_ptr, dD_ptr,
+    dx_ptr, dB_ptr, ddt_ptr, v_ptr, dcs_row_ptr, dcs_col_ptr, dD_ptr,
     seqlen, chunk_size, nchunks, nheads, heads_per_group, headdim, dstate,
     stride_d_b, stride_d_l, stride_d_h, stride_d_p,
     stride_z_b, stride_z_l, stride_z_h, stride_z_p,
@@ -38,17 +40,18 @@ def _dx_db_kernel(
     stride_dx_b, stride_dx_l, stride_dx_h, stride_dx_p,
     stride_dB_b, stride_dB_l, stride_dB_g, stride_dB_n,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, D_HAS_HDIM: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     ntiles = tl.cdiv(chunk_size, BLOCK_T)
     ngroups = nheads // heads_per_group
-    tile = pid % ntiles
+    tile = (pid % ntiles).to(tl.int32)
     g = (pid // ntiles) % ngroups
     c = (pid // (ntiles * ngroups)) % nchunks
     b = pid // (ntiles * ngroups * nchunks)
     start = c * chunk_size
-    chunk_len = tl.minimum(chunk_size, seqlen - start)
+    chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
     offs_j = tile * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
@@ -71,7 +74,8 @@ def _dx_db_kernel(
         dout_base = dout_ptr + b * stride_d_b + start * stride_d_l + h * stride_d_h
         z_base = z_ptr + b * stride_z_b + start * stride_z_l + h * stride_z_h
         x_base = x_ptr + b * stride_x_b + start * stride_x_l + h * stride_x_h
-        x_j = tl.load(x_base + offs_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p, mask=xj_mask, other=0.0)
+        x_j_ptrs = x_base + offs_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p
+        x_j = tl.load(x_j_ptrs, mask=xj_mask, other=0.0)
         dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         cs_end = tl.load(cs_ptr + vec_base + chunk_size - 1)
@@ -88,13 +92,13 @@ def _dx_db_kernel(
         dx = BdS * to_end[:, None]  # times dt_j at the end
         ddt = to_end * tl.sum(BdS * x_j.to(tl.float32), axis=1)
         dB += tl.dot(x_j, dS, input_precision=PRECISION) * (to_end * dt_j)[:, None]
-        # Column sums of the decay-gradient terms already seen, per j (starts with the chunk-state term V).
-        seen = ddt * dt_j
+        # Its share of the decay gradient, summed as a prefix in dt_bwd.
+        tl.store(v_ptr + vec_base + offs_j, ddt * dt_j, mask=offs_j < chunk_size)
 
-        # The intra-chunk path, query tiles from the last down to the diagonal.
-        for t in range(0, ntiles - tile):
-            i0 = (ntiles - 1 - t) * BLOCK_T
-            offs_i = i0 + tl.arange(0, BLOCK_T)
+        # The intra-chunk path, query tiles from the diagonal to the chunk's end.
+        row = tl.zeros((BLOCK_T,), dtype=tl.float32)
+        for i0 in range(tile * BLOCK_T, chunk_size, BLOCK_I):
+            offs_i = i0 + tl.arange(0, BLOCK_I)
             valid_i = offs_i < chunk_len
             C_i = tl.load(
                 C_base + offs_i[:, None] * stride_C_l + offs_n[None, :] * stride_C_n,
@@ -108,19 +112,18 @@ def _dx_db_kernel(
             cs_i = tl.load(cs_ptr + vec_base + offs_i, mask=valid_i, other=0.0)
             causal = (offs_i[None, :] >= offs_j[:, None]) & valid_i[None, :]
             decay = tl.exp(tl.where(causal, cs_i[None, :] - cs_j[:, None], float("-inf")))  # (j, i)
-            cb = tl.dot(B_j, tl.trans(C_i), input_precision=PRECISION)  # (j, i)
-            dM = tl.dot(x_j, tl.trans(dy_i), input_precision=PRECISION)  # (j, i)
-            dx += tl.dot((cb * decay).to(x_j.dtype), dy_i, input_precision=PRECISION)
-            dM_decay = dM * decay
+            dM_decay = tl.dot(x_j, tl.trans(dy_i), input_precision=PRECISION) * decay  # (j, i)
             dB += tl.dot((dM_decay * dt_j[:, None]).to(C_i.dtype), C_i, input_precision=PRECISION)
+            cb = tl.dot(B_j, tl.trans(C_i), input_precision=PRECISION)  # (j, i)
+            dx += tl.dot((cb * decay).to(x_j.dtype), dy_i, input_precision=PRECISION)
             dMcb = dM_decay * cb
             ddt += tl.sum(dMcb, axis=1)
-            W = dMcb * dt_j[:, None]
-            # d(dt A)_k for k in this tile: sum over j < k of (sum_{i >= k in tile} W_ij + seen_j).
-            rect = tl.cumsum(W, axis=1, reverse=True) + seen[:, None]
-            ddA = tl.sum(tl.where(offs_j[:, None] < offs_i[None, :], rect, 0.0), axis=0)
-            tl.store(ddA_ptr + (vec_base * ntiles + tile * chunk_size) + offs_i, ddA, mask=offs_i < chunk_size)
-            seen += tl.sum(W, axis=1)
+            # W_ij = d(loss)/d(cs_i - cs_j) for i > j (the diagonal does not depend on cs): +W at i, -W at j.
+            W = tl.where(offs_i[None, :] > offs_j[:, None], dMcb * dt_j[:, None], 0.0)
+            col_ptrs = dcs_col_ptr + (vec_base * ntiles + tile * chunk_size) + offs_i
+            tl.store(col_ptrs, tl.sum(W, axis=0), mask=offs_i < chunk_size)
+            row += tl.sum(W, axis=1)
+        tl.store(dcs_row_ptr + vec_base + offs_j, row, mask=offs_j < chunk_size)
 
         dy_j = load_dy(
             dout_base, z_base, offs_j, offs_p, stride_d_l, stride_d_p, stride_z_l, stride_z_p, xj_mask, HAS_Z
@@ -134,7 +137,8 @@ def _dx_db_kernel(
             dx += D * dy_j
             # (batch, chunks, tiles, heads, headdim) partial sums of dD
             dD_offs = (((b * nchunks + c) * ntiles + tile) * nheads + h) * headdim + offs_p
-            tl.store(dD_ptr + dD_offs, tl.sum(dy_j * x_j.to(tl.float32), axis=0), mask=p_ok)
+            x_j = tl.load(x_j_ptrs, mask=xj_mask, other=0.0).to(tl.float32)  # reloaded: shorter register life
+            tl.store(dD_ptr + dD_offs, tl.sum(dy_j * x_j, axis=0), mask=p_ok)
         tl.store(
             dx_ptr + b * stride_dx_b + start * stride_dx_l + h * stride_dx_h
             + offs_j[:, None] * stride_dx_l + offs_p[None, :] * stride_dx_p,
@@ -151,6 +155,15 @@ def _dx_db_kernel(
     )  # fmt: skip
 
 
+class DecayGradParts(NamedTuple):
+    """The pieces of the decay gradient written by :func:`dx_db_bwd`, float32."""
+
+    ddt_direct: Tensor  # (batch, heads, chunks, chunk_size): dt's gradient except through dt * A
+    v: Tensor  # (batch, heads, chunks, chunk_size): chunk-state terms V_j
+    dcs_row: Tensor  # (batch, heads, chunks, chunk_size): sum_{i > j} W_ij at j
+    dcs_col: Tensor  # (batch, heads, chunks, tiles, chunk_size): sum_{j in tile, j < i} W_ij at i >= tile start
+
+
 def dx_db_bwd(
     dout: Tensor,
     z: Tensor | None,
@@ -162,27 +175,28 @@ def dx_db_bwd(
     cs: Tensor,
     dchunk_states: Tensor,
     tiles: SSDTiles,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Returns dx (like x), dB (like B), the direct ddt (batch, heads, chunks, chunk_size) float32, the decay
-    gradient shares (batch, heads, chunks, tiles, chunk_size) float32 (entry [t, k] set for k >= t * block_t only)
-    and the dD partial sums (batch, chunks, tiles, heads, headdim) or None."""
+) -> tuple[Tensor, Tensor, DecayGradParts, Tensor | None]:
+    """Returns dx (like x), dB (like B), the decay-gradient parts and the dD partial sums (batch, chunks, tiles,
+    heads, headdim) float32, or None without D."""
     batch, seqlen, nheads, headdim = x.shape
     ngroups, dstate = B.shape[2], B.shape[3]
     nchunks, chunk_size = cs.shape[2], cs.shape[3]
     ntiles = triton.cdiv(chunk_size, tiles.block_t)
     dx = new_buffer(x.shape, x.device, x.dtype)
     dB = new_buffer(B.shape, B.device, B.dtype)
-    ddt = new_buffer(cs.shape, cs.device)
-    ddA = new_buffer((batch, nheads, nchunks, ntiles, chunk_size), cs.device)
+    parts = DecayGradParts(
+        *(new_buffer(cs.shape, cs.device) for _ in range(3)),
+        new_buffer((batch, nheads, nchunks, ntiles, chunk_size), cs.device),
+    )
     dD = new_buffer((batch, nchunks, ntiles, nheads, headdim), x.device) if D is not None else None
     zz = z if z is not None else dout
     _dx_db_kernel[(batch * nchunks * ngroups * ntiles,)](
         dout, zz, x, B, C, D.contiguous() if D is not None else x, dt, cs, dchunk_states,
-        dx, dB, ddt, ddA, dD if dD is not None else ddt,
+        dx, dB, *parts, dD if dD is not None else dx,
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dx.stride(), *dB.stride(),
         HAS_Z=z is not None, HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2,
-        BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
+        BLOCK_T=tiles.block_t, BLOCK_I=tiles.block_t_inner, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
         PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )  # fmt: skip
-    return dx, dB, ddt, ddA, dD
+    return dx, dB, parts, dD

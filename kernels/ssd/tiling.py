@@ -23,6 +23,7 @@ class SSDTiles:
     """Tiles and launch settings of the chunk kernels (all sizes powers of two, at least 16 for tl.dot)."""
 
     block_t: int  # positions per tile
+    block_t_inner: int  # positions per tile of the inner loop of the dx/dB kernel (divides block_t)
     block_p: int  # head dimension (whole)
     block_n: int  # state size (whole) for the position-tiled kernels
     block_n_state: int  # state-size tile of the kernels that hold a (headdim, dstate) accumulator
@@ -38,12 +39,13 @@ def ssd_tiles(chunk_size: int, headdim: int, dstate: int) -> SSDTiles:
     """The tile table: one rule per dimension, warps by accumulator size."""
     block_p, block_n = _pow2(headdim), _pow2(dstate)
     block_t = min(MAX_BLOCK_T, _pow2(chunk_size))
+    block_t_inner = max(16, block_t // 2)
     # (headdim x dstate) float32 accumulators stay at or under 64 x 128.
     block_n_state = min(block_n, max(16, 8192 // block_p))
     # The widest accumulators are (block_t x (headdim + dstate)) in the backward kernels.
     num_warps = 4 if block_p + block_n <= 128 else 8
     num_stages = 2 if block_n <= 128 else 1
-    return SSDTiles(block_t, block_p, block_n, block_n_state, num_warps, num_stages)
+    return SSDTiles(block_t, block_t_inner, block_p, block_n, block_n_state, num_warps, num_stages)
 
 
 def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tuple[int, int]:
@@ -56,7 +58,7 @@ def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tupl
     block_pn = 256
     while block_pn > 32 and batch_heads * triton.cdiv(state_size, block_pn) < 512:
         block_pn //= 2
-    block_chunks = min(max(2, 4096 // block_pn), max(2, triton.next_power_of_2(nchunks)))
+    block_chunks = min(max(2, 2048 // block_pn), max(2, triton.next_power_of_2(nchunks)))
     return block_pn, block_chunks
 
 

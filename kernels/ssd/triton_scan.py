@@ -58,10 +58,8 @@ def _bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre,
     )
     del dstarts
     dC, u = chunk_scan_bwd_dc(dout, z, x, B, C, dt_proc, cs, starts, tiles)
-    dx, dB, ddt_direct, ddA_shares, dD_part = dx_db_bwd(dout, z, x, B, C, D, dt_proc, cs, dchunk, tiles)
-    ddt, dA, ddt_bias = dt_bwd(
-        dt, dt_bias, A, dt_softplus, dt_limit, dt_proc, cs, ddt_direct, ddA_shares, u, ddecay, tiles.block_t
-    )
+    dx, dB, parts, dD_part = dx_db_bwd(dout, z, x, B, C, D, dt_proc, cs, dchunk, tiles)
+    ddt, dA, ddt_bias = dt_bwd(dt, dt_bias, A, dt_softplus, dt_limit, dt_proc, cs, parts, u, ddecay, tiles.block_t)
     dD = None
     if D is not None:
         dD = dD_part.sum((0, 1, 2))  # (heads, headdim)
