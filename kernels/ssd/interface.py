@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from functools import cache
+
 from torch import Tensor
 
+from ..backend import get_backend, use_triton
 from .chunked import ssd_chunked
 
 # The PyTorch path's cost inside a chunk grows with the chunk (Q x Q matrices); results do not depend on it.
@@ -35,6 +39,11 @@ def _check(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, z, dt_bias
         raise ValueError(f"initial_states must be {expected}, got {tuple(initial_states.shape)}")
 
 
+@cache
+def _warn_fallback(reason: str) -> None:
+    warnings.warn(f"genossm: the SSD Triton kernels do not take {reason}; using the PyTorch path", stacklevel=3)
+
+
 def ssd_chunk_scan(
     x: Tensor,
     dt: Tensor,
@@ -59,10 +68,24 @@ def ssd_chunk_scan(
         initial_states: (batch, nheads, headdim, dstate).
     Returns:
         out like x and, with ``return_final_states``, the float32 final states (batch, nheads, headdim, dstate).
+
+    CUDA tensors run the Triton kernels (``triton_scan.py``), anything else the chunked PyTorch path; both give
+    gradients for every tensor input, and the final states carry gradient back (segment-by-segment training).
     """
     _check(x, dt, A, B, C, D, z, dt_bias, initial_states)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if use_triton(x):
+        from .triton_scan import ssd_chunk_scan_triton, unsupported_reason
+
+        reason = unsupported_reason(x, B)
+        if reason is None:
+            return ssd_chunk_scan_triton(
+                x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit, return_final_states
+            )
+        if get_backend() == "triton":
+            raise ValueError(f"ssd_chunk_scan: GENOSSM_KERNELS=triton, but the Triton kernels do not take {reason}")
+        _warn_fallback(reason)
     return ssd_chunked(
         x,
         dt,

@@ -23,14 +23,15 @@ MAX_HEADDIM = 128
 MAX_DSTATE = 256
 
 
-def triton_supports(x: Tensor, B: Tensor) -> bool:
-    """Whether the kernels take these shapes and dtypes (otherwise the PyTorch path runs)."""
-    return (
-        x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-        and x.shape[-1] <= MAX_HEADDIM
-        and B.shape[-1] <= MAX_DSTATE
-        and x.shape[1] > 0
-    )
+def unsupported_reason(x: Tensor, B: Tensor) -> str | None:
+    """Why the kernels cannot take these inputs (then the PyTorch path runs), or None when they can."""
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"{x.dtype} inputs (float32, float16 and bfloat16 only)"
+    if x.shape[-1] > MAX_HEADDIM or B.shape[-1] > MAX_DSTATE:
+        return f"headdim {x.shape[-1]} / dstate {B.shape[-1]} (at most {MAX_HEADDIM} / {MAX_DSTATE})"
+    if x.shape[1] == 0:
+        return "an empty sequence"
+    return None
 
 
 def _state_tiles(x: Tensor, B: Tensor, nchunks: int) -> tuple[int, int]:
