@@ -30,6 +30,10 @@ class SSDTiles:
     num_warps: int
     num_stages: int
 
+    def __post_init__(self) -> None:
+        if self.block_t % self.block_t_inner:
+            raise ValueError(f"block_t_inner ({self.block_t_inner}) must divide block_t ({self.block_t})")
+
 
 def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
