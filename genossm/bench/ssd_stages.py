@@ -27,7 +27,7 @@ from genossm.kernels.ssd.tiling import ssd_tiles, state_dtype, state_passing_til
 from .report import write_json
 from .timing import cuda_median_ms, format_table
 
-DEFAULT_VARIANTS = "num_warps=8;num_stages=3;block_t_inner=16;block_t=32;block_pn=64"
+DEFAULT_VARIANTS = "num_warps=8;num_stages=3;block_t_inner=16;block_t=32,block_t_bwd=32;block_pn=64"
 
 
 @dataclass
@@ -59,7 +59,7 @@ def stage_calls(inputs: dict, opts: SSDStagesOptions, change: dict[str, int]) ->
     x, dt, A, B, C, D, bias = (inputs[k] for k in ("x", "dt", "A", "B", "C", "D", "dt_bias"))
     batch, _, nheads, headdim = x.shape
     fields = {f.name for f in dataclasses.fields(ssd_tiles(1, 1, 1))}
-    tiles = dataclasses.replace(ssd_tiles(opts.chunk_size, headdim, opts.dstate), **{
+    tiles = dataclasses.replace(ssd_tiles(opts.chunk_size, headdim, opts.dstate, x.dtype), **{
         k: v for k, v in change.items() if k in fields
     })  # fmt: skip
     nchunks = -(-x.shape[1] // opts.chunk_size)
@@ -85,7 +85,7 @@ def stage_calls(inputs: dict, opts: SSDStagesOptions, change: dict[str, int]) ->
         "bwd state_passing": lambda: state_passing_bwd(dstarts, cs, starts, None, sdtype, block_pn, block_chunks),
         "bwd dc": lambda: chunk_scan_bwd_dc(dout, None, x, B, C, dt_proc, cs, starts, tiles),
         "bwd dx_db": lambda: dx_db_bwd(dout, None, x, B, C, D, dt_proc, cs, dchunk, tiles),
-        "bwd dt": lambda: dt_bwd(dt, bias, A, True, limit, dt_proc, cs, parts, u, ddecay, tiles.block_t),
+        "bwd dt": lambda: dt_bwd(dt, bias, A, True, limit, dt_proc, cs, parts, u, ddecay, tiles.block_t_bwd),
     }
 
 

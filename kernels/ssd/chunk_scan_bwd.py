@@ -229,12 +229,12 @@ def chunk_scan_bwd_dc(
     dC = new_buffer(C.shape, C.device, C.dtype)
     u = new_buffer(cs.shape, cs.device)
     zz = z if z is not None else dout
-    grid = (batch * nchunks * ngroups * triton.cdiv(chunk_size, tiles.block_t),)
+    grid = (batch * nchunks * ngroups * triton.cdiv(chunk_size, tiles.block_t_bwd),)
     _dc_kernel[grid](
         dout, zz, x, B, C, dt, cs, starts, dC, u,
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dC.stride(),
-        HAS_Z=z is not None, BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
+        HAS_Z=z is not None, BLOCK_T=tiles.block_t_bwd, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
         PRECISION=dot_precision(C.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )  # fmt: skip
     return dC, u

@@ -90,7 +90,7 @@ def dt_bwd(
     parts: DecayGradParts,
     u: Tensor,
     ddecay: Tensor,
-    block_t: int,
+    block_t_bwd: int,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Returns d(dt input) (like dt_in), dA (nheads,) float32 and d(dt_bias) (nheads,) float32 or None."""
     batch, seqlen, nheads = dt_in.shape
@@ -105,7 +105,7 @@ def dt_bwd(
         seqlen, chunk_size, nchunks, nheads, dt_limit[0], dt_limit[1],
         *dt_in.stride(), *ddt_in.stride(),
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, HAS_DT_LIMIT=tuple(dt_limit) != (0.0, float("inf")),
-        BLOCK_T=block_t, BLOCK_Q=triton.next_power_of_2(chunk_size), num_warps=4,
+        BLOCK_T=block_t_bwd, BLOCK_Q=triton.next_power_of_2(chunk_size), num_warps=4,
     )  # fmt: skip
     dA = dA_part.sum((0, 2))
     dbias = dbias_part.sum((0, 2)) if dt_bias is not None else None

@@ -181,7 +181,7 @@ def dx_db_bwd(
     batch, seqlen, nheads, headdim = x.shape
     ngroups, dstate = B.shape[2], B.shape[3]
     nchunks, chunk_size = cs.shape[2], cs.shape[3]
-    ntiles = triton.cdiv(chunk_size, tiles.block_t)
+    ntiles = triton.cdiv(chunk_size, tiles.block_t_bwd)
     dx = new_buffer(x.shape, x.device, x.dtype)
     dB = new_buffer(B.shape, B.device, B.dtype)
     parts = DecayGradParts(
@@ -196,7 +196,7 @@ def dx_db_bwd(
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dx.stride(), *dB.stride(),
         HAS_Z=z is not None, HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2,
-        BLOCK_T=tiles.block_t, BLOCK_I=tiles.block_t_inner, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
+        BLOCK_T=tiles.block_t_bwd, BLOCK_I=tiles.block_t_inner, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
         PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )  # fmt: skip
     return dx, dB, parts, dD

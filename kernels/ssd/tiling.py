@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
-# Positions per tile inside a chunk. Tests lower it to run several tiles per chunk on tiny inputs.
+# Largest number of positions per tile inside a chunk. Tests lower it to run several tiles per chunk on tiny inputs.
 MAX_BLOCK_T = 64
 # When True, fresh buffers are filled with NaN instead of left uninitialised (tests: exposes unwritten reads).
 POISON_BUFFERS = False
@@ -22,8 +22,9 @@ POISON_BUFFERS = False
 class SSDTiles:
     """Tiles and launch settings of the chunk kernels (all sizes powers of two, at least 16 for tl.dot)."""
 
-    block_t: int  # positions per tile
-    block_t_inner: int  # positions per tile of the inner loop of the dx/dB kernel (divides block_t)
+    block_t: int  # positions per tile of the forward kernels and of the start-state gradient
+    block_t_bwd: int  # positions per tile of the dC and dx/dB kernels (their accumulators hold dstate columns)
+    block_t_inner: int  # positions per tile of the inner loop of the dx/dB kernel (divides block_t_bwd)
     block_p: int  # head dimension (whole)
     block_n: int  # state size (whole) for the position-tiled kernels
     block_n_state: int  # state-size tile of the kernels that hold a (headdim, dstate) accumulator
@@ -31,25 +32,33 @@ class SSDTiles:
     num_stages: int
 
     def __post_init__(self) -> None:
-        if self.block_t % self.block_t_inner:
-            raise ValueError(f"block_t_inner ({self.block_t_inner}) must divide block_t ({self.block_t})")
+        if self.block_t_bwd % self.block_t_inner:
+            raise ValueError(f"block_t_inner ({self.block_t_inner}) must divide block_t_bwd ({self.block_t_bwd})")
 
 
 def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def ssd_tiles(chunk_size: int, headdim: int, dstate: int) -> SSDTiles:
-    """The tile table: one rule per dimension, warps by accumulator size."""
+def ssd_tiles(chunk_size: int, headdim: int, dstate: int, dtype: torch.dtype = torch.bfloat16) -> SSDTiles:
+    """The tile table: one rule per dimension, warps by accumulator size.
+
+    Half-precision operands run 64-position tiles on tensor cores; float32 operands (exact products by FMA, or
+    TF32) take twice the registers and shared memory per element, so their tiles are 32 positions over 8 warps.
+    The dC and dx/dB kernels keep (positions x dstate) accumulators: 32 positions once headdim + dstate > 192.
+    (Chosen from register and spill counts of sm_90 builds; ``genossm bench ssd-stages`` measures variants.)
+    """
     block_p, block_n = _pow2(headdim), _pow2(dstate)
-    block_t = min(MAX_BLOCK_T, _pow2(chunk_size))
-    block_t_inner = max(16, block_t // 2)
+    wide = dtype == torch.float32
+    block_t = min(MAX_BLOCK_T, 32 if wide else 64, _pow2(chunk_size))
+    block_t_bwd = min(block_t, 32 if block_p + block_n > 192 else 64)
+    block_t_inner = max(16, block_t_bwd // 2)
     # (headdim x dstate) float32 accumulators stay at or under 64 x 128.
     block_n_state = min(block_n, max(16, 8192 // block_p))
     # The widest accumulators are (block_t x (headdim + dstate)) in the backward kernels.
-    num_warps = 4 if block_p + block_n <= 128 else 8
-    num_stages = 2 if block_n <= 128 else 1
-    return SSDTiles(block_t, block_t_inner, block_p, block_n, block_n_state, num_warps, num_stages)
+    num_warps = 8 if wide or block_p + block_n > 128 else 4
+    num_stages = 1 if wide or block_n > 128 else 2
+    return SSDTiles(block_t, block_t_bwd, block_t_inner, block_p, block_n, block_n_state, num_warps, num_stages)
 
 
 def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tuple[int, int]:

@@ -40,7 +40,7 @@ def _state_tiles(x: Tensor, B: Tensor, nchunks: int) -> tuple[int, int]:
 
 
 def _fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit):
-    tiles = ssd_tiles(chunk_size, x.shape[-1], B.shape[-1])
+    tiles = ssd_tiles(chunk_size, x.shape[-1], B.shape[-1], x.dtype)
     dt_proc, cs, chunk_states = chunk_state_fwd(x, dt, A, B, dt_bias, dt_softplus, dt_limit, chunk_size, tiles)
     block_pn, block_chunks = _state_tiles(x, B, cs.shape[2])
     starts, final = state_passing_fwd(chunk_states, cs, initial_states, state_dtype(x.dtype), block_pn, block_chunks)
@@ -51,7 +51,7 @@ def _fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus,
 
 def _bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre, dt_softplus, dt_limit):
     nheads = x.shape[2]
-    tiles = ssd_tiles(cs.shape[3], x.shape[-1], B.shape[-1])
+    tiles = ssd_tiles(cs.shape[3], x.shape[-1], B.shape[-1], x.dtype)
     dstarts, dz = chunk_scan_bwd_dstarts(dout, z, ypre, C, cs, nheads, tiles)
     block_pn, block_chunks = _state_tiles(x, B, cs.shape[2])
     dchunk, dinitial, ddecay = state_passing_bwd(
@@ -60,7 +60,7 @@ def _bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre,
     del dstarts
     dC, u = chunk_scan_bwd_dc(dout, z, x, B, C, dt_proc, cs, starts, tiles)
     dx, dB, parts, dD_part = dx_db_bwd(dout, z, x, B, C, D, dt_proc, cs, dchunk, tiles)
-    ddt, dA, ddt_bias = dt_bwd(dt, dt_bias, A, dt_softplus, dt_limit, dt_proc, cs, parts, u, ddecay, tiles.block_t)
+    ddt, dA, ddt_bias = dt_bwd(dt, dt_bias, A, dt_softplus, dt_limit, dt_proc, cs, parts, u, ddecay, tiles.block_t_bwd)
     dD = None
     if D is not None:
         dD = dD_part.sum((0, 1, 2))  # (heads, headdim)
