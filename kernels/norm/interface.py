@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from ..backend import use_triton
 from .reference import add_norm_ref, gated_rms_norm_ref
 
 
@@ -28,5 +30,13 @@ def gated_rms_norm(
     group_size: int | None = None,
     norm_before_gate: bool = False,
 ) -> Tensor:
-    """Mamba-2's grouped RMSNorm with SiLU gate. See ``reference.gated_rms_norm_ref``."""
+    """Mamba-2's grouped RMSNorm with SiLU gate. See ``reference.gated_rms_norm_ref``; CUDA tensors of float32,
+    float16 or bfloat16 run the Triton kernels of ``gated_triton.py``."""
+    size = group_size or x.shape[-1]
+    if x.shape[-1] % size:
+        raise ValueError(f"gated_rms_norm: width {x.shape[-1]} is not a multiple of group_size {size}")
+    if use_triton(x) and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and x.numel() > 0:
+        from .gated_triton import gated_rms_norm_triton
+
+        return gated_rms_norm_triton(x, weight, z, eps, size, norm_before_gate)
     return gated_rms_norm_ref(x, weight, z, eps, group_size, norm_before_gate)

@@ -1,0 +1,140 @@
+"""Mamba-2's gated RMSNorm on Triton: forward and backward, one pass over the rows each.
+
+Per row and group of ``group_size`` channels, in float32 (``reference.gated_rms_norm_ref`` is the ground truth):
+
+    gate after the norm (default):  u = x * silu(z),  out = u * rstd(u) * w
+    norm before the gate:           out = x * rstd(x) * w * silu(z)
+
+with rstd(v) = 1 / sqrt(mean(v^2) + eps). The backward recomputes the row statistics from x and z (nothing but the
+inputs is saved) and writes d(weight) as per-block partial sums, added in a fixed order (deterministic).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+
+@triton.jit
+def _gated_rms_norm_fwd_kernel(
+    x_ptr, z_ptr, w_ptr, out_ptr,
+    nrows, group_size, eps, stride_x, stride_z, stride_out,
+    HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * group_size + tl.arange(0, BLOCK_G)
+    mask = (rows[:, None] < nrows) & (tl.arange(0, BLOCK_G)[None, :] < group_size)
+    x = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + cols, mask=tl.arange(0, BLOCK_G) < group_size, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + rows[:, None] * stride_z + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        gate = z * tl.sigmoid(z)
+        if not NORM_BEFORE_GATE:
+            x = x * gate
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / group_size + eps)
+    out = x * rstd[:, None] * w[None, :]
+    if HAS_Z and NORM_BEFORE_GATE:
+        out = out * gate
+    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gated_rms_norm_bwd_kernel(
+    x_ptr, z_ptr, w_ptr, dout_ptr, dx_ptr, dz_ptr, dw_part_ptr,
+    nrows, group_size, width, eps, stride_x, stride_z, stride_dout, stride_dx, stride_dz,
+    HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_group = tl.arange(0, BLOCK_G) < group_size
+    cols = tl.program_id(1) * group_size + tl.arange(0, BLOCK_G)
+    mask = (rows[:, None] < nrows) & in_group[None, :]
+    x = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + cols, mask=in_group, other=0.0).to(tl.float32)
+    g = tl.load(dout_ptr + rows[:, None] * stride_dout + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + rows[:, None] * stride_z + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        sig = tl.sigmoid(z)
+        gate = z * sig
+        dgate = sig * (1.0 + z * (1.0 - sig))  # silu'(z)
+        if NORM_BEFORE_GATE:
+            u = x
+        else:
+            u = x * gate
+    else:
+        u = x
+    rstd = 1.0 / tl.sqrt(tl.sum(u * u, axis=1) / group_size + eps)
+    u_hat = u * rstd[:, None]
+    if HAS_Z and NORM_BEFORE_GATE:
+        dz = g * u_hat * w[None, :] * dgate
+        g = g * gate
+    tl.store(dw_part_ptr + pid_m * width + cols, tl.sum(g * u_hat, axis=0), mask=in_group)
+    gw = g * w[None, :]
+    du = rstd[:, None] * (gw - u_hat * (tl.sum(gw * u_hat, axis=1) / group_size)[:, None])
+    if HAS_Z and not NORM_BEFORE_GATE:
+        dz = du * x * dgate
+        du = du * gate
+    tl.store(dx_ptr + rows[:, None] * stride_dx + cols[None, :], du.to(dx_ptr.dtype.element_ty), mask=mask)
+    if HAS_Z:
+        tl.store(dz_ptr + rows[:, None] * stride_dz + cols[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(..., width) -> (rows, width) with unit stride along the width (a view when possible)."""
+    t = t.reshape(-1, t.shape[-1])
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _launch_shape(group_size: int) -> tuple[int, int, int]:
+    """(rows per program, group tile, warps): about 2048 elements per tile."""
+    block_g = triton.next_power_of_2(group_size)
+    return min(16, max(1, 2048 // block_g)), block_g, 4 if block_g <= 512 else 8
+
+
+class GatedRMSNormFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, z, eps, group_size, norm_before_gate):
+        x2, z2 = _rows(x), None if z is None else _rows(z)
+        width = x2.shape[1]
+        out = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
+        block_m, block_g, warps = _launch_shape(group_size)
+        grid = (triton.cdiv(x2.shape[0], block_m), width // group_size)
+        _gated_rms_norm_fwd_kernel[grid](
+            x2, z2 if z2 is not None else x2, weight, out,
+            x2.shape[0], group_size, eps, x2.stride(0), (z2 if z2 is not None else x2).stride(0), out.stride(0),
+            HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
+            num_warps=warps,
+        )  # fmt: skip
+        ctx.save_for_backward(x, weight, z)
+        ctx.settings = (eps, group_size, norm_before_gate)
+        return out.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, z = ctx.saved_tensors
+        eps, group_size, norm_before_gate = ctx.settings
+        x2, z2, d2 = _rows(x), None if z is None else _rows(z), _rows(dout)
+        nrows, width = x2.shape
+        dx = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
+        dz = torch.empty(z2.shape, device=z.device, dtype=z.dtype) if z is not None else None
+        block_m, block_g, warps = _launch_shape(group_size)
+        nblocks = triton.cdiv(nrows, block_m)
+        dw_part = torch.empty((nblocks, width), device=x.device, dtype=torch.float32)
+        zz, dzz = (z2, dz) if z is not None else (x2, dx)
+        _gated_rms_norm_bwd_kernel[(nblocks, width // group_size)](
+            x2, zz, weight, d2, dx, dzz, dw_part,
+            nrows, group_size, width, eps, x2.stride(0), zz.stride(0), d2.stride(0), dx.stride(0), dzz.stride(0),
+            HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
+            num_warps=warps,
+        )  # fmt: skip
+        dweight = dw_part.sum(0).to(weight.dtype)
+        return dx.view(x.shape), dweight, None if dz is None else dz.view(z.shape), None, None, None
+
+
+def gated_rms_norm_triton(
+    x: Tensor, weight: Tensor, z: Tensor | None, eps: float, group_size: int, norm_before_gate: bool
+) -> Tensor:
+    """Gated RMSNorm of x (..., width) with ``weight`` (width,) and the optional gate z (like x)."""
+    return GatedRMSNormFn.apply(x, weight, z, eps, group_size, norm_before_gate)
