@@ -78,7 +78,7 @@ def _chunk_scan_fwd_kernel(
         cb = tl.dot(C_i, B_t, input_precision=PRECISION)  # (i, j)
         cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-        causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :]
+        causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :] & valid_i[:, None]
         decay = tl.exp(tl.where(causal, cs_i[:, None] - cs_j[None, :], float("-inf")))
         x_j = tl.load(
             x_base + offs_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p,

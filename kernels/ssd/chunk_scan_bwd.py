@@ -173,7 +173,7 @@ def _dc_kernel(
             dM = tl.dot(dy, x_t, input_precision=PRECISION)  # (i, j)
             cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
             dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-            causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :]
+            causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :] & valid_i[:, None]
             decay = tl.exp(tl.where(causal, cs_i[:, None] - cs_j[None, :], float("-inf")))
             B_j = tl.load(
                 B_base + offs_j[:, None] * stride_B_l + offs_n[None, :] * stride_B_n,
