@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from tqdm import tqdm
 
 from genossm.cli.options import option
 from genossm.kernels import backend, ssd_chunk_scan, ssd_ref
@@ -155,7 +156,7 @@ def run(opts: SSDBenchOptions) -> list[dict[str, object]]:
     elem = torch.finfo(getattr(torch, opts.dtype)).bits // 8
     peak_tflops = opts.peak_tflops or (989.0 if opts.dtype == "bfloat16" else 67.0)
     rows = []
-    for seqlen, dstate in cases(opts):
+    for seqlen, dstate in tqdm(cases(opts), desc="bench ssd", unit="case"):
         batch = max(1, opts.tokens // seqlen)
         shape = (batch, seqlen, opts.nheads, opts.headdim, opts.ngroups, dstate)
         torch.manual_seed(0)

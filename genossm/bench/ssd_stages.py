@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from tqdm import tqdm
 
 from genossm.cli.options import option
 from genossm.kernels.common.ssd_state_passing import state_passing_bwd, state_passing_fwd
@@ -97,7 +98,7 @@ def run(opts: SSDStagesOptions) -> list[dict[str, object]]:
 
     variants = ["", *(v for v in opts.variants.split(";") if v.strip())]
     rows = []
-    for seqlen in (int(s) for s in opts.seqlen.split(",")):
+    for seqlen in tqdm([int(s) for s in opts.seqlen.split(",")], desc="bench ssd-stages", unit="length"):
         batch = max(1, opts.tokens // seqlen)
         shape_opts = SSDBenchOptions(nheads=opts.nheads, headdim=opts.headdim, ngroups=1, dtype=opts.dtype)
         inputs = make_inputs(batch, seqlen, shape_opts, opts.dstate, torch.device("cuda"))
