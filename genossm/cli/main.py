@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -31,15 +32,23 @@ def _version() -> str:
     return f"genossm {__version__}"
 
 
+def _disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno == errno.ENOSPC
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``genossm`` console script; user errors print one line and exit 1."""
+    """Entry point of the ``genossm`` console script; user errors print one line (no traceback) and exit 1.
+
+    Set GENOSSM_DEBUG=1 to see the traceback instead.
+    """
     args = build_parser().parse_args(argv)
     try:
         result = importlib.import_module(args._module).run(args)
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+    except (ValueError, OSError) as err:
         if os.environ.get("GENOSSM_DEBUG"):
             raise
-        print(f"genossm {args.command}: error: {err}", file=sys.stderr)
+        hint = " (the disk is full: free space and rerun, with --resume for training)" if _disk_full(err) else ""
+        print(f"genossm {args.command}: error: {err}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"genossm {args.command}: interrupted", file=sys.stderr)

@@ -12,6 +12,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from genossm.kernels import add_norm
 
@@ -114,6 +115,7 @@ class MixerModel(nn.Module):
         self.layers = nn.ModuleList(Block(config, i, device=device, dtype=dtype) for i in range(config.n_layer))
         norm_cls = RMSNorm if config.rms_norm else nn.LayerNorm
         self.norm_f = norm_cls(config.d_model, eps=1e-5, device=device, dtype=dtype)
+        self.gradient_checkpointing = False  # recompute each block in the backward, keeping only its inputs
         self.apply(
             partial(
                 init_weights,
@@ -130,8 +132,13 @@ class MixerModel(nn.Module):
     def forward(self, input_ids: Tensor, states: list[MixerState] | None = None, step: bool = False) -> Tensor:
         """With ``states``, continue each block from its state and update it; ``step`` reads one token."""
         hidden, residual = self.embedding(input_ids), None
+        recompute = self.gradient_checkpointing and torch.is_grad_enabled() and not step
         for i, layer in enumerate(self.layers):
-            hidden, residual = layer(hidden, residual, None if states is None else states[i], step=step)
+            state = None if states is None else states[i]
+            if recompute:
+                hidden, residual = _checkpointed_block(layer, hidden, residual, state)
+            else:
+                hidden, residual = layer(hidden, residual, state, step=step)
         hidden, _ = add_norm(
             hidden,
             residual,
@@ -142,3 +149,25 @@ class MixerModel(nn.Module):
             self.config.residual_in_fp32,
         )
         return hidden
+
+
+def _checkpointed_block(
+    layer: Block, hidden: Tensor, residual: Tensor | None, state: MixerState | None
+) -> tuple[Tensor, Tensor]:
+    """Run a block keeping only its inputs for the backward, which recomputes it.
+
+    The recurrent state goes in and out as tensors (a MixerState is updated in place, so handing the object itself
+    to the recomputation would replay the block from its end state).
+    """
+    if state is None:
+        return checkpoint(layer, hidden, residual, use_reentrant=False)
+
+    def run(hidden: Tensor, residual: Tensor | None, conv: Tensor, ssm: Tensor) -> tuple[Tensor, ...]:
+        local = MixerState(conv, ssm)
+        out = layer(hidden, residual, local)
+        return (*out, local.conv, local.ssm)
+
+    hidden, residual, state.conv, state.ssm = checkpoint(
+        run, hidden, residual, state.conv, state.ssm, use_reentrant=False
+    )
+    return hidden, residual

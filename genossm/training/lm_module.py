@@ -21,7 +21,9 @@ from torch import Tensor
 
 from genossm.models import MambaConfig, MambaLMHeadModel
 
+from .memory import MemoryPlan
 from .optim import OptimConfig, build_optimizer
+from .segmented import segmented_lm_backward
 
 IGNORE_INDEX = -100
 
@@ -58,12 +60,16 @@ def peak_memory_gib(device: torch.device) -> float:
 class LMPretrainModule(L.LightningModule):
     """Causal next-base language modelling over a :class:`MambaLMHeadModel`."""
 
-    def __init__(self, model_config: dict, optim: dict, tokens: list[str] | None = None) -> None:
+    def __init__(
+        self, model_config: dict, optim: dict, tokens: list[str] | None = None, memory: dict | None = None
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = MambaLMHeadModel(MambaConfig.from_dict(model_config))
         self.model.tokens = tokens
         self.optim = OptimConfig(**optim)
+        self.memory = MemoryPlan(**(memory or {}))
+        self.model.backbone.gradient_checkpointing = self.memory.checkpoint
         self.automatic_optimization = False
         self._val_sums: list[Tensor] = []
 
@@ -71,7 +77,10 @@ class LMPretrainModule(L.LightningModule):
         """Summed cross-entropy (float32) and the number of predicted positions of one micro-batch."""
         logits = self.model(input_ids).logits
         loss = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+            labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )
         return loss, (labels != IGNORE_INDEX).sum()
 
@@ -88,12 +97,19 @@ class LMPretrainModule(L.LightningModule):
         count = (labels != IGNORE_INDEX).sum().clamp(min=1)
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         total = torch.zeros((), device=self.device)
+        segmented = self.memory.mode == "segmented" and input_ids.shape[-1] > self.memory.segment_len
+        if segmented and world > 1:
+            raise ValueError("segmented memory mode trains on one device; use checkpoint mode with several")
         for i in range(input_ids.shape[0]):
-            with self._no_sync(last=i == input_ids.shape[0] - 1):
-                loss, _ = self.summed_loss(input_ids[i], labels[i])
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(self.global_step, i, float(loss.detach()))
-                self.manual_backward(loss / count)
+            if segmented:
+                loss = segmented_lm_backward(self.model, input_ids[i], labels[i], self.memory.segment_len, 1 / count)
+            else:
+                with self._no_sync(last=i == input_ids.shape[0] - 1):
+                    loss, _ = self.summed_loss(input_ids[i], labels[i])
+                    if torch.isfinite(loss):
+                        self.manual_backward(loss / count)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(self.global_step, i, float(loss.detach()))
             total += loss.detach()
         self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
@@ -143,6 +159,8 @@ class LMPretrainModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @classmethod
-    def create(cls, config: MambaConfig, optim: OptimConfig, tokens: list[str] | None) -> LMPretrainModule:
+    def create(
+        cls, config: MambaConfig, optim: OptimConfig, tokens: list[str] | None, memory: MemoryPlan | None = None
+    ) -> LMPretrainModule:
         """Build from typed configs (what the hyperparameters of a checkpoint record)."""
-        return cls(config.to_dict(), asdict(optim), tokens)
+        return cls(config.to_dict(), asdict(optim), tokens, asdict(memory or MemoryPlan()))

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from genossm.models import MambaConfig
 from genossm.training.csv_log import AppendingCSVLogger
 from genossm.training.lm_module import LMPretrainModule, NonFiniteLossError, shard_for_rank
+from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig, parameter_groups, warmup_cosine
 
 TINY = MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"d_state": 4})
@@ -127,3 +128,23 @@ def test_csv_log_appends_across_runs(tmp_path):
     second.save()
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [(r["step"], r["a"], r["b"]) for r in rows] == [("0", "1.0", ""), ("1", "2.0", "3.0")]
+
+
+@pytest.mark.parametrize("memory", [MemoryPlan("checkpoint"), MemoryPlan("segmented", 8)])
+def test_memory_modes_give_the_plain_update(memory):
+    results = []
+    for plan in (MemoryPlan(), memory):
+        torch.manual_seed(0)
+        module = LMPretrainModule.create(TINY, OptimConfig(warmup_steps=1, max_steps=1), None, plan)
+        trainer = L.Trainer(
+            max_steps=1,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
+        trainer.fit(module, torch.utils.data.DataLoader(PeriodicSteps(1), batch_size=None))
+        results.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    assert torch.allclose(results[0], results[1], atol=1e-6)

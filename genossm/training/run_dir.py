@@ -1,0 +1,79 @@
+"""A training run's output folder: created fresh, never overwritten, resumable.
+
+DIR/config.yaml         the resolved options of the run
+DIR/metrics.csv         one row per step (appended across resumes)
+DIR/checkpoints/        Lightning's full-state checkpoints (written atomically), last.ckpt the newest
+DIR/model/              the final model in the genossm.from_pretrained format
+DIR/summary.json        final metrics
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from genossm.fileio import atomic_write_text
+
+CONFIG_NAME = "config.yaml"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def default_output(kind: str) -> Path:
+    """``runs/<kind>-<date>-<time>``: a new folder name for a run that was given none."""
+    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class RunDir:
+    """The output folder of one run."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
+
+    def create(self) -> None:
+        """Claim a new folder; refuse one that already holds files (nothing a user wrote is overwritten)."""
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise FileExistsError(
+                f"output {self.path} already exists and is not empty; pass --resume to continue the run in it, "
+                "or choose another --output"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path, os.W_OK):
+            raise PermissionError(f"output {self.path} is not writable")
+
+    def saved_options(self) -> dict:
+        """The options a run was started with (for --resume)."""
+        if not self.config.is_file():
+            raise FileNotFoundError(f"cannot resume: {self.config} is missing (is {self.path} a genossm run?)")
+        return yaml.safe_load(self.config.read_text()) or {}
+
+    def resume_point(self) -> tuple[Path, int]:
+        """The newest checkpoint and the optimizer step it holds."""
+        if not self.last_checkpoint.is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {self.last_checkpoint} yet")
+        checkpoint = torch.load(self.last_checkpoint, map_location="cpu", weights_only=False, mmap=True)
+        return self.last_checkpoint, int(checkpoint["global_step"])
+
+    def save_options(self, text: str) -> None:
+        """Write the resolved options (YAML)."""
+        atomic_write_text(self.config, text)

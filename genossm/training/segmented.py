@@ -1,0 +1,68 @@
+"""Exact training on sequences too long for one pass: split along L, carry the recurrent state, back-propagate
+segment by segment in reverse, handing the state gradient from each segment to the one before.
+
+Memory is set by the segment length, not by L; the gradients equal those of the unsegmented pass (they are not
+truncated). Cost: one extra forward (to find each segment's start states).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genossm.models import MambaLMHeadModel, MixerState
+
+IGNORE_INDEX = -100
+
+
+def _clone(states: list[MixerState]) -> list[MixerState]:
+    return [MixerState(s.conv.detach().clone(), s.ssm.detach().clone()) for s in states]
+
+
+def _leaves(states: list[MixerState]) -> list[MixerState]:
+    return [MixerState(s.conv.detach().requires_grad_(), s.ssm.detach().requires_grad_()) for s in states]
+
+
+def segmented_lm_backward(
+    model: MambaLMHeadModel, input_ids: Tensor, labels: Tensor, segment_len: int, loss_scale: float | Tensor = 1.0
+) -> Tensor:
+    """Back-propagate ``loss_scale * sum(cross-entropy)`` over (batch, L) one segment at a time.
+
+    Gradients accumulate into the parameters' ``.grad``, as ``loss.backward()`` would. Returns the summed loss
+    (detached, float32).
+    """
+    batch, length = input_ids.shape
+    bounds = [(start, min(start + segment_len, length)) for start in range(0, length, segment_len)]
+    dtype = model.backbone.embedding.weight.dtype
+    states = model.allocate_states(batch, dtype)
+    starts = []
+    with torch.no_grad():  # pass 1: the state at the start of every segment
+        for start, end in bounds:
+            starts.append(_clone(states))
+            if end < length:
+                model.backbone(input_ids[:, start:end], states)
+
+    total = torch.zeros((), device=input_ids.device)
+    grad_end: list[Tensor] | None = None
+    for k in reversed(range(len(bounds))):  # pass 2: each segment again, with grad, last to first
+        start, end = bounds[k]
+        begin = _leaves(starts[k])
+        live = [MixerState(s.conv, s.ssm) for s in begin]
+        logits = model.lm_head(model.backbone(input_ids[:, start:end], live))
+        loss = F.cross_entropy(
+            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+            labels[:, start:end].flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        outputs: list[Tensor] = [loss * loss_scale]
+        grads: list[Tensor | None] = [None]
+        if grad_end is not None:
+            ends = [t for s in live for t in (s.conv, s.ssm)]
+            outputs += [t for t, g in zip(ends, grad_end, strict=True) if t.requires_grad]
+            grads += [g for t, g in zip(ends, grad_end, strict=True) if t.requires_grad]
+        torch.autograd.backward(outputs, [torch.ones_like(outputs[0]), *grads[1:]])
+        grad_end = [t.grad if t.grad is not None else torch.zeros_like(t) for s in begin for t in (s.conv, s.ssm)]
+        total += loss.detach()
+    return total

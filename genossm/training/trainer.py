@@ -1,0 +1,76 @@
+"""The Lightning Trainer every genossm run uses: device and precision choice, checkpoints, logs, progress."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from genossm.cli.options import option
+
+from .csv_log import AppendingCSVLogger
+from .run_dir import RunDir
+
+
+@dataclass
+class HardwareOptions:
+    """Where and how a run computes (shared by pretrain and finetune)."""
+
+    devices: int = option(1, "GPUs to use (data parallel); the CPU when there is none")
+    strategy: Literal["auto", "ddp", "fsdp"] = option("auto", "multi-GPU strategy: DDP, or FSDP for larger models")
+    precision: Literal["auto", "32-true", "bf16-mixed"] = option(
+        "auto", "numeric precision: auto = bfloat16 mixed precision on GPU, float32 on CPU"
+    )
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> bf16-mixed on CUDA, 32-true elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def build_trainer(
+    run: RunDir,
+    hardware: HardwareOptions,
+    max_steps: int,
+    val_every: int,
+    checkpoint_every: int,
+) -> L.Trainer:
+    """A Trainer writing checkpoints under ``run.checkpoints`` (last.ckpt always the newest) and metrics.csv."""
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    devices = hardware.devices if accelerator == "gpu" else 1
+    strategy = hardware.strategy if devices > 1 else "auto"
+    loggers: list = [AppendingCSVLogger(run.path)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run.path, name="tensorboard", version=""))
+    checkpoints = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="step-{step}",
+        every_n_train_steps=checkpoint_every,
+        save_last=True,
+        save_top_k=1,
+        monitor="step",
+        mode="max",
+    )
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=resolve_precision(hardware.precision),
+        max_steps=max_steps,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        logger=loggers,
+        callbacks=[checkpoints, TQDMProgressBar(refresh_rate=1)],
+        enable_model_summary=False,
+        default_root_dir=run.path,
+    )
