@@ -10,7 +10,8 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading"),
+    "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
 }
 
 

@@ -12,6 +12,7 @@ An existing file is never overwritten: it is checked against the published check
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.parse
@@ -58,15 +59,20 @@ def with_mirror(url: str, mirror: str | None) -> str:
     return urllib.parse.urlparse(url)._replace(scheme=base.scheme, netloc=base.netloc).geturl()
 
 
-def _open(url: str, offset: int = 0):  # noqa: ANN202  (an http.client.HTTPResponse)
+class _AlreadyComplete(Exception):
+    """The server says the requested range starts at the end of the file."""
+
+
+def _open(url: str, offset: int = 0) -> http.client.HTTPResponse:
+    """GET ``url`` from byte ``offset`` on; network failures become one clear ``ConnectionError``."""
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
         return urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
-            return err  # the range starts at the end: the partial file is complete
+            raise _AlreadyComplete from None
         raise ConnectionError(f"{url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
+    except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         host = urllib.parse.urlparse(url).netloc
         raise ConnectionError(f"cannot reach {host} ({reason}); check the network connection (offline?)") from None
@@ -105,24 +111,13 @@ def download(file: RemoteFile, out_dir: Path, mirror: str | None = None) -> Path
         print(f"{dest} is already there" + (" (checksum verified)" if md5 else ""))
         return dest
     url = with_mirror(file.url, mirror)
-    offset = part.stat().st_size if part.exists() else 0
     try:
-        with _open(url, offset) as response:
-            if getattr(response, "status", 200) == 200:
-                offset = 0  # the server ignored the range: start again
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and response.status != 416 else None
-            with open(part, "ab" if offset else "wb") as out, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=file.name, disable=None
-            ) as bar:
-                while response.status != 416 and (block := response.read(BLOCK)):
-                    out.write(block)
-                    bar.update(len(block))
-    except (ConnectionError, TimeoutError, OSError) as err:
+        _fetch_into(url, part)
+    except ConnectionError as err:
         kept = part.stat().st_size if part.exists() else 0
-        raise ConnectionError(f"{err}; {kept:,} bytes kept in {part}: run the same command again to resume") from None
-    if total is not None and part.stat().st_size != total:
-        raise ConnectionError(f"{url}: the download stopped early; run the same command again to resume")
+        if kept:
+            raise ConnectionError(f"{err}; {kept:,} bytes kept in {part}: run the command again to resume") from None
+        raise
     if md5 is not None and (got := file_digest(part, "md5")) != md5:
         part.unlink()
         raise ValueError(f"{url}: MD5 {got} differs from the published {md5}; the download was removed, try again")
@@ -130,6 +125,33 @@ def download(file: RemoteFile, out_dir: Path, mirror: str | None = None) -> Path
     with open(out_dir / "SHA256SUMS", "a") as sums:
         sums.write(f"{file_digest(dest, 'sha256')}  {dest.name}\n")
     return dest
+
+
+def _fetch_into(url: str, part: Path) -> None:
+    """Download ``url`` into ``part``, continuing from its current size when the server allows ranges."""
+    offset = part.stat().st_size if part.exists() else 0
+    try:
+        response = _open(url, offset)
+    except _AlreadyComplete:
+        return
+    resumed = response.status == 206
+    length = response.headers.get("Content-Length")
+    total = (offset if resumed else 0) + int(length) if length else None
+    with (
+        response,
+        open(part, "ab" if resumed else "wb") as out,
+        tqdm(
+            total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, desc=part.stem, disable=None
+        ) as bar,
+    ):
+        try:
+            while block := response.read(BLOCK):
+                out.write(block)
+                bar.update(len(block))
+        except OSError as err:
+            raise ConnectionError(f"{url}: the download broke off ({err})") from None
+    if total is not None and part.stat().st_size != total:
+        raise ConnectionError(f"{url}: the download stopped early")
 
 
 def run_recipe(name: str, out_dir: str | Path, mirror: str | None = None) -> list[Path]:
