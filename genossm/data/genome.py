@@ -269,7 +269,8 @@ def iter_record_chunks(path: str | Path, chunk_bases: int, strict: bool = False)
     """Stream every record of a FASTA file (plain, gzip or bgzip) in chunks of ``chunk_bases`` tokens.
 
     Chunks never span two records; the last chunk of a record may be shorter. Memory stays at a few chunks,
-    whatever the size of the file or of its records. Empty records yield nothing.
+    whatever the size of the file or of its records. Empty records yield nothing; records come in file order and
+    duplicate names are not checked.
     """
     if chunk_bases < 1:
         raise ValueError(f"chunk_bases must be at least 1, not {chunk_bases}")
