@@ -183,6 +183,14 @@ class SpeciesClasses:
                         f"class {label!r} ({where}): no {what.replace('heldout', 'held-out')} region is at least "
                         f"{config.seqlen:,} bases long"
                     )
+            for region in regions:  # a class whose train regions are (nearly) all N fails here, not mid-training
+                if region.train is not None:
+                    try:
+                        draw_windows(
+                            region.genome, region.train, np.random.default_rng(0), 1, False, config.max_n_fraction
+                        )
+                    except ValueError as err:
+                        raise ValueError(f"class {label!r}: {err}") from None
 
     def train_sources(self, label: int) -> tuple[list[_ClassRegions], np.ndarray]:
         """A class's files with train windows, and the probability of drawing from each."""
