@@ -124,7 +124,7 @@ def filtered_windows(genome: Genome, placer: WindowPlacer, n: int, max_non_base:
     if not good:
         raise ValueError(
             f"{genome.path}: no window of {placer.length:,} bases with at most {max_non_base:.0%} N or padding "
-            "in the held-out intervals"
+            "in the valid / held-out intervals"
         )
     return [good[i] for i in np.linspace(0, len(good) - 1, min(n, len(good))).round().astype(int)]
 
