@@ -10,8 +10,9 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading"),
+    "pretrain": ("genossm.cli.pretrain", "next-base pretraining on a genome (Lightning)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading"),
 }
 
 

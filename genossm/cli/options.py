@@ -94,7 +94,11 @@ def _required(field: dataclasses.Field) -> bool:
 
 
 def resolve_options(cls: type[T], args: argparse.Namespace, config: str | Path | None = None) -> T:
-    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line."""
+    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line.
+
+    Flags not given on the command line are absent from ``args`` (their argparse default is SUPPRESS), so a value
+    from the file is only replaced by a flag the user typed.
+    """
     values = read_yaml(config) if config else {}
     check_keys(cls, values, str(config))  # check the file alone first, so errors name it
     names = {f.name for f in dataclasses.fields(cls)}

@@ -24,7 +24,10 @@ def test_readme_checksums_match_and_cover_every_file():
     shipped = {
         str(p.relative_to(DATA))
         for p in DATA.rglob("*")
-        if p.is_file() and p.name != "README.md" and not p.name.endswith((".fai", ".gzi"))
+        if p.is_file()
+        and p.name not in ("README.md", "__init__.py")  # __init__.py installs the folder as genossm.sample_data
+        and "__pycache__" not in p.parts
+        and not p.name.endswith((".fai", ".gzi"))
     }
     assert set(documented) == shipped
     for name, digest in documented.items():
