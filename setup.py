@@ -8,6 +8,6 @@ from setuptools import find_packages, setup
 
 packages = find_packages(include=["genossm", "genossm.*"])
 packages += ["genossm." + name for name in find_packages(include=["kernels", "kernels.*"])]
-packages += ["genossm.configs"]
+packages += ["genossm.configs", "genossm.sample_data"]
 
 setup(packages=packages)

@@ -19,6 +19,8 @@ from torch import nn
 from genossm.cli.options import option
 from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.presets import model_config
+from genossm.training.memory import MemoryPlan
+from genossm.training.segmented import segmented_lm_backward
 
 from .report import plot_lines, write_json
 from .timing import cuda_median_ms, format_table, median_ms, pick_device
@@ -36,7 +38,9 @@ class ModelBenchOptions:
     train: bool = option(False, "time a training step (forward, backward, AdamW) instead of a forward")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     dtype: Literal["float32", "bfloat16"] = option("float32", "autocast dtype on CUDA; the CPU always runs float32")
-    peer: bool = option(True, "also time mamba_ssm's MambaLMHeadModel when it is installed")
+    memory: str = option("plain", "activation memory of a training step: plain, checkpoint or segmented (comma list)")
+    segment_len: int = option(2**18, "segment length of --memory segmented")
+    peer: bool = option(True, "also time mamba_ssm's MambaLMHeadModel when it is installed (plain memory only)")
     out: Path | None = option(None, "write model.json (and model.png for several lengths) into this folder")
 
 
@@ -50,18 +54,25 @@ def peer_model(config: MambaConfig) -> nn.Module | None:
     return PeerModel(PeerConfig(**config.to_dict()))
 
 
-def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool) -> Callable[[], None]:
-    """One forward, or one forward + backward + optimizer step, on ``ids``."""
+def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, plan: MemoryPlan) -> Callable[[], None]:
+    """One forward, or one training step (forward, backward, AdamW) on ``ids`` under a memory plan."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+    labels = ids.roll(-1, dims=1)
+    if isinstance(model, MambaLMHeadModel):
+        model.backbone.gradient_checkpointing = plan.checkpoint
 
     def call() -> None:
         with torch.autocast(ids.device.type, torch.bfloat16, enabled=autocast), torch.set_grad_enabled(train):
-            logits = model(ids).logits
-            if optimizer is not None:
-                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            if optimizer is None:
+                model(ids)
+                return
+            if plan.mode == "segmented":
+                segmented_lm_backward(model, ids, labels, plan.segment_len, 1 / ids.numel())
+            else:
+                logits = model(ids).logits
+                F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
     return call
 
@@ -79,17 +90,19 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
         for impl, model in impls.items():
             model.to(device)
             params = sum(p.numel() for p in model.parameters())
-            for seqlen in (int(s) for s in opts.seqlen.split(",")):
+            modes = opts.memory.split(",") if impl == "genossm" and opts.train else ["plain"]
+            for seqlen, mode in ((int(s), m) for s in opts.seqlen.split(",") for m in modes):
+                plan = MemoryPlan(mode, opts.segment_len if mode == "segmented" else 0)
                 batch = max(1, opts.tokens // seqlen) if opts.tokens else opts.batch
                 ids = torch.randint(0, config.vocab_size, (batch, seqlen), device=device)
-                call = step_fn(model, ids, opts.train, autocast)
+                call = step_fn(model, ids, opts.train, autocast, plan)
                 row = {
                     "model": name,
                     "impl": impl,
                     "params": params,
                     "batch": batch,
                     "seqlen": seqlen,
-                    "mode": "train" if opts.train else "fwd",
+                    "mode": f"train/{mode}" if opts.train else "fwd",
                 }
                 try:
                     if device.type == "cuda":
@@ -110,7 +123,7 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
     if opts.out:
         write_json(rows, opts.out / "model.json", device=str(device), dtype=opts.dtype, train=opts.train)
         if len({r["seqlen"] for r in rows}) > 1:
-            rows_ok = [dict(r, series=f"{r['model']} {r['impl']}") for r in rows if r.get("ms")]
+            rows_ok = [dict(r, series=f"{r['model']} {r['impl']} {r['mode']}") for r in rows if r.get("ms")]
             plot_lines(
                 rows_ok,
                 "seqlen",

@@ -10,7 +10,10 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput"),
+    "pretrain": ("genossm.cli.pretrain", "next-base pretraining on a genome (Lightning)"),
+    "scale": ("genossm.cli.scale", "a series of pretraining runs (length or size) with its table and plots"),
+    "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading"),
 }
 
 

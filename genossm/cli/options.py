@@ -72,19 +72,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
-    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``)."""
+def check_keys(cls: type, values: dict[str, Any], source: str) -> None:
+    """Reject keys ``cls`` does not have (naming ``source``)."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{source}: unknown option(s) {unknown}; known: {sorted(known)}")
+
+
+def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
+    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``)."""
+    check_keys(cls, values, source)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
+    if missing:
+        raise ValueError(f"{source}: missing required option(s) {missing}")
     return cls(**values)
 
 
+def _required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
 def resolve_options(cls: type[T], args: argparse.Namespace, config: str | Path | None = None) -> T:
-    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line."""
+    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line.
+
+    Flags not given on the command line are absent from ``args`` (their argparse default is SUPPRESS), so a value
+    from the file is only replaced by a flag the user typed.
+    """
     values = read_yaml(config) if config else {}
-    build_options(cls, values, str(config))  # validate the file alone first, so errors name it
+    check_keys(cls, values, str(config))  # check the file alone first, so errors name it
     names = {f.name for f in dataclasses.fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     return build_options(cls, values, "command line")

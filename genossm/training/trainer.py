@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +16,17 @@ from genossm.cli.options import option
 
 from .csv_log import AppendingCSVLogger
 from .run_dir import RunDir
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's advertising 'Tip' lines; every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 @dataclass
@@ -52,7 +65,7 @@ def build_trainer(
         loggers.append(TensorBoardLogger(run.path, name="tensorboard", version=""))
     checkpoints = ModelCheckpoint(
         dirpath=run.checkpoints,
-        filename="step-{step}",
+        filename="{step}",
         every_n_train_steps=checkpoint_every,
         save_last=True,
         save_top_k=1,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 from test_lm_module import TINY, PeriodicSteps
-from torch.utils.data import DataLoader, Subset
 
+from genossm.data.steps import step_loader
 from genossm.training.lm_module import LMPretrainModule
 from genossm.training.optim import OptimConfig
 from genossm.training.run_dir import RunDir
@@ -15,14 +15,14 @@ def train(run: RunDir, steps: int, start: int = 0, ckpt=None):
     torch.manual_seed(0)
     module = LMPretrainModule.create(TINY, OptimConfig(lr=1e-2, warmup_steps=2, max_steps=8), None)
     trainer = build_trainer(run, HardwareOptions(), max_steps=steps, val_every=100, checkpoint_every=2)
-    trainer.fit(module, DataLoader(Subset(PeriodicSteps(8), range(start, 8)), batch_size=None), ckpt_path=ckpt)
+    trainer.fit(module, step_loader(PeriodicSteps(8), start), ckpt_path=ckpt)
     return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     straight = train(RunDir(tmp_path / "a"), 8)
     first = RunDir(tmp_path / "b")
-    train(first, 4)
+    train(first, 4)  # stops after 4 of the run's 8 steps
     checkpoint, step = first.resume_point()
     assert step == 4
     resumed = train(first, 8, start=step, ckpt=checkpoint)

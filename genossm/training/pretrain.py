@@ -1,0 +1,145 @@
+"""``genossm pretrain``: causal next-base pretraining on a genome, from options to a saved model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+
+from genossm.cli.options import dump_options, option
+from genossm.data.datamodules import GenomeLMDataModule
+from genossm.data.lm import LMDataConfig
+from genossm.data.sample import sample_path
+from genossm.data.tokenizer import TOKENS, VOCAB_SIZE
+from genossm.fileio import atomic_write_text
+from genossm.presets import model_config
+
+from .lm_module import LMPretrainModule, NonFiniteLossError
+from .memory import MemoryPlan
+from .optim import OptimConfig
+from .run_dir import RunDir, default_output
+from .trainer import HardwareOptions, build_trainer
+
+
+@dataclass
+class PretrainOptions(HardwareOptions):
+    """Options of ``genossm pretrain`` (YAML keys or ``--flags``)."""
+
+    model: str = option("mamba1-1.4m", "model preset name (configs/models) or model config file")
+    data: Path | None = option(None, "FASTA to train on (plain, gzip or bgzip); default: the bundled human sample")
+    bed: Path | None = option(
+        None, "BED of train/valid/test intervals (chrom start end split); default: split by region"
+    )
+    seqlen: int = option(1024, "sequence length L in bases")
+    tokens_per_step: int | None = option(
+        None, "tokens per optimizer step, constant at every L (default: 2^20 on GPU, 2^13 on CPU)"
+    )
+    max_tokens_per_micro_batch: int | None = option(
+        None, "most tokens in one forward pass; more are accumulated (default: the whole step on GPU, 4096 on CPU)"
+    )
+    max_steps: int = option(1000, "optimizer steps")
+    lr: float = option(2e-3, "peak learning rate (AdamW)")
+    warmup_steps: int | None = option(None, "learning-rate warm-up steps (default: 5% of max_steps)")
+    weight_decay: float = option(0.1, "AdamW weight decay (not on biases, norms, embeddings, A_log, D)")
+    grad_clip: float = option(1.0, "gradient norm clipping")
+    seqlen_warmup: bool = option(True, "warm the sequence length up, doubling from 1024, over the first 25% of steps")
+    rc_aug: bool = option(False, "reverse-complement half of the training windows")
+    memory: Literal["auto", "plain", "checkpoint", "segmented"] = option(
+        "auto", "activation memory: keep all, recompute each block, or also train the sequence in segments"
+    )
+    segment_len: int | None = option(None, "segment length of --memory segmented (default: 2^18)")
+    val_every: int = option(100, "validate every this many steps")
+    valid_items: int = option(4, "validation items (each a step's worth of held-out windows)")
+    checkpoint_every: int = option(100, "write a checkpoint every this many steps")
+    num_workers: int = option(1, "data-loading worker processes (0: load in the training process)")
+    seed: int = option(0, "seed of the model initialisation and the training windows")
+    output: Path | None = option(None, "run folder (default: runs/pretrain-<date>-<time>); never overwritten")
+    resume: bool = option(False, "continue the run in --output from its last checkpoint, with the same data order")
+
+
+def _on_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+def memory_plan(opts: PretrainOptions) -> MemoryPlan:
+    """The activation-memory mode: as asked, or by length for 'auto'."""
+    segment = opts.segment_len or 2**18
+    if opts.memory != "auto":
+        return MemoryPlan(opts.memory, segment if opts.memory == "segmented" else 0)
+    if opts.seqlen > 2**20:
+        return MemoryPlan("segmented", segment)
+    return MemoryPlan("checkpoint" if opts.seqlen >= 2**16 else "plain")
+
+
+def data_config(opts: PretrainOptions) -> LMDataConfig:
+    """The data settings of a run (defaults that depend on the device are resolved here)."""
+    tokens = opts.tokens_per_step or (2**20 if _on_gpu() else 2**13)
+    micro = opts.max_tokens_per_micro_batch or (tokens if _on_gpu() else 4096)
+    return LMDataConfig(
+        fasta=opts.data or sample_path("human"),
+        bed=opts.bed,
+        seqlen=opts.seqlen,
+        tokens_per_step=max(tokens, opts.seqlen),
+        max_tokens_per_micro_batch=micro,
+        max_steps=opts.max_steps,
+        seqlen_warmup=opts.seqlen_warmup,
+        rc_aug=opts.rc_aug,
+        valid_items=opts.valid_items,
+        num_workers=opts.num_workers,
+        seed=opts.seed,
+    )
+
+
+def pretrain(opts: PretrainOptions) -> Path:
+    """Train, checkpointing as it goes; returns the run folder (with the final model in ``model/``)."""
+    run = RunDir(opts.output or default_output("pretrain"))
+    if opts.resume and opts.output is None:
+        raise ValueError("--resume needs --output: the run folder to continue")
+    config = model_config(opts.model)
+    if config.vocab_size != VOCAB_SIZE:
+        raise ValueError(f"model {opts.model} has vocab_size {config.vocab_size}; the DNA tokenizer has {VOCAB_SIZE}")
+    data = GenomeLMDataModule(data_config(opts))
+    data.setup()  # index the genome and place windows now, so bad data fails before anything is written
+    checkpoint = None
+    if opts.resume:
+        checkpoint, step = run.resume_point()
+        data.set_start_step(step)
+    else:
+        run.create()
+    run.save_options(dump_options(opts))
+
+    L.seed_everything(opts.seed, workers=True, verbose=False)
+    optim = OptimConfig(
+        lr=opts.lr,
+        warmup_steps=opts.warmup_steps or max(1, opts.max_steps // 20),
+        max_steps=opts.max_steps,
+        weight_decay=opts.weight_decay,
+        grad_clip=opts.grad_clip,
+    )
+    module = LMPretrainModule.create(config, optim, list(TOKENS), memory_plan(opts))
+    trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+    except NonFiniteLossError as err:
+        kept = (
+            f"the last good checkpoint is {run.last_checkpoint}"
+            if run.last_checkpoint.is_file()
+            else "no checkpoint yet"
+        )
+        raise ValueError(f"training stopped: {err}; {kept} (lower --lr, then rerun with --resume)") from None
+    except torch.cuda.OutOfMemoryError:
+        raise ValueError(
+            f"out of GPU memory at L={opts.seqlen}: lower --max-tokens-per-micro-batch, or use --memory checkpoint "
+            "(recompute blocks) or --memory segmented (train the sequence in segments)"
+        ) from None
+    if trainer.is_global_zero:
+        module.model.save_pretrained(run.model)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        summary = {"steps": trainer.global_step, "model": opts.model, "seqlen": opts.seqlen, **metrics}
+        atomic_write_text(run.path / "summary.json", json.dumps(summary, indent=2))
+        print(f"model saved to {run.model}")
+    return run.path
