@@ -11,6 +11,9 @@ from typing import IO, Any
 
 import torch
 
+_UMASK = os.umask(0o022)  # read the process umask once, at import (os.umask can only read by setting)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
@@ -19,6 +22,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions open() would give, not mkstemp's 0600
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

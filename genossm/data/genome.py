@@ -1,0 +1,284 @@
+"""Genome access: random access to any interval of a FASTA file as tokens, and streaming of huge files.
+
+:class:`Genome` reads plain, gzip and bgzip FASTA through pyfaidx:
+
+- plain and bgzip files are read in place; their ``.fai`` (and bgzip ``.gzi``) index is built on first use
+  beside the file, or in the cache folder when the file's folder is not writable;
+- plain gzip cannot be read at random, so it is decompressed once into the cache folder;
+- a file whose lines are ragged (lines of different lengths inside a record, blank lines between sequence lines,
+  mixed line endings) is valid FASTA that no ``.fai`` can describe: it is rewritten once, with 60 bases a line,
+  into the cache folder, with a warning.
+
+The cache folder is ``$GENOSSM_CACHE``, else ``$XDG_CACHE_HOME/genossm``, else ``~/.cache/genossm``.
+A :class:`Genome` is picklable and opens its file lazily in each process (never across a fork).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+from genossm.fileio import atomic_open
+
+from .faidx import FaiRecord, FastaWriter, IrregularLayoutError, read_fai, scan_index, write_fai, write_gzi
+from .fasta import bgzf_block_offsets, iter_fasta, sniff_compression
+from .tokenizer import encode
+
+LINE_BASES = 60
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
+
+
+def default_cache_dir() -> Path:
+    """``$GENOSSM_CACHE``, else ``$XDG_CACHE_HOME/genossm``, else ``~/.cache/genossm``."""
+    if env := os.environ.get("GENOSSM_CACHE"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genossm"
+
+
+def _is_fresh(derived: Path, source: Path) -> bool:
+    return derived.is_file() and derived.stat().st_mtime >= source.stat().st_mtime
+
+
+@dataclass(frozen=True)
+class RecordChunk:
+    """A run of consecutive bases of one record: ``tokens`` cover ``[offset, offset + len(tokens))``."""
+
+    name: str
+    offset: int
+    tokens: np.ndarray
+
+
+class Genome:
+    """The records of a FASTA file (plain, gzip or bgzip), fetched as token ids.
+
+    Coordinates are 0-based and half-open, as in BED. The index is built on first use, not on construction.
+    """
+
+    def __init__(self, path: str | Path, cache_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._records: dict[str, FaiRecord] | None = None
+        self._source = self.path  # the file pyfaidx reads: the original or a copy in the cache
+        self._fai: Path | None = None
+        self._gzi: Path | None = None
+        self._faidx: pyfaidx.Faidx | None = None
+        self._pid = -1
+
+    def __repr__(self) -> str:
+        return f"Genome({str(self.path)!r})"
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_faidx": None, "_pid": -1}
+
+    # --- index -------------------------------------------------------------------------------------------
+    @property
+    def records(self) -> dict[str, FaiRecord]:
+        """Index entries by record name, in file order (building the index on first use)."""
+        if self._records is None:
+            self._records = {r.name: r for r in self._prepare()}
+            if empty := [name for name, r in self._records.items() if r.length == 0]:
+                shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+                warnings.warn(f"{self.path}: {len(empty)} empty record(s), never sampled: {shown}", stacklevel=2)
+        return self._records
+
+    @property
+    def names(self) -> list[str]:
+        """Record names in file order."""
+        return list(self.records)
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        """Length of every record, by name."""
+        return {name: r.length for name, r in self.records.items()}
+
+    def length(self, name: str) -> int:
+        """Length of record ``name``."""
+        return self._record(name).length
+
+    def _record(self, name: str) -> FaiRecord:
+        try:
+            return self.records[name]
+        except KeyError:
+            names = ", ".join(list(self.records)[:8]) + (", ..." if len(self.records) > 8 else "")
+            raise ValueError(f"{self.path}: no record named {name!r} (records: {names})") from None
+
+    def _cache_folder(self) -> Path:
+        stat = self.path.stat()
+        key = hashlib.sha1(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        return (self.cache_dir or default_cache_dir()) / f"{self.path.name}-{key}"
+
+    def _prepare(self) -> list[FaiRecord]:
+        """Locate or build the index (and, where needed, the cached copy) that random access reads."""
+        compression = sniff_compression(self.path)
+        gz_name = self.path.suffix.lower() in (".gz", ".bgz")
+        if compression == "plain" and gz_name:
+            raise ValueError(f"{self.path} is named like a gzip file but is not compressed; rename it")
+        if compression == "bgzf" and not gz_name:
+            raise ValueError(f"{self.path} is bgzip-compressed; rename it to end in .gz")
+        if compression == "gzip":
+            return self._use_copy()
+        self._fai = self._index_path(".fai")
+        if _is_fresh(self._fai, self.path):
+            records = read_fai(self._fai)
+        else:
+            try:
+                records = scan_index(self.path)
+            except IrregularLayoutError as err:
+                warnings.warn(f"{err}; reading a copy with regular lines from the cache instead", stacklevel=3)
+                return self._use_copy()
+            self._fai = self._write_beside_or_cache(self._fai, lambda p: write_fai(records, p))
+        if compression == "bgzf":
+            self._gzi = self._index_path(".gzi")
+            if not _is_fresh(self._gzi, self.path):
+                offsets = bgzf_block_offsets(self.path)
+                self._gzi = self._write_beside_or_cache(self._gzi, lambda p: write_gzi(offsets, p))
+        return records
+
+    def _index_path(self, suffix: str) -> Path:
+        """The index beside the file when it is fresh or can be written there, else its place in the cache."""
+        beside = self.path.with_name(self.path.name + suffix)
+        if _is_fresh(beside, self.path) or os.access(self.path.parent, os.W_OK):
+            return beside
+        return self._cache_folder() / beside.name
+
+    def _write_beside_or_cache(self, target: Path, write: Callable[[Path], None]) -> Path:
+        try:
+            write(target)
+            return target
+        except OSError:
+            cached = self._cache_folder() / target.name
+            if cached == target:
+                raise
+        try:
+            write(cached)
+        except OSError as err:
+            raise PermissionError(
+                f"cannot write the index of {self.path} beside it or in the cache folder {cached.parent} "
+                f"({err.strerror}); set GENOSSM_CACHE to a writable folder"
+            ) from None
+        return cached
+
+    def _use_copy(self) -> list[FaiRecord]:
+        """Read a decompressed copy with regular lines from the cache, writing it on first use."""
+        folder = self._cache_folder()
+        self._source = folder / (self.path.name.removesuffix(".gz").removesuffix(".bgz") + ".regular.fa")
+        self._fai = self._source.with_name(self._source.name + ".fai")
+        if self._fai.is_file() and self._source.is_file():
+            return read_fai(self._fai)
+        try:
+            records = write_regular_copy(self.path, self._source)
+        except OSError as err:
+            raise PermissionError(
+                f"cannot write a decompressed copy of {self.path} into the cache folder {folder} ({err.strerror}); "
+                "set GENOSSM_CACHE to a writable folder"
+            ) from None
+        write_fai(records, self._fai)
+        return records
+
+    # --- random access -----------------------------------------------------------------------------------
+    def _handle(self) -> pyfaidx.Faidx:
+        if self._faidx is None or self._pid != os.getpid():
+            records = self.records  # builds the index first
+            assert records is not None
+            self._faidx = pyfaidx.Faidx(
+                str(self._source),
+                indexname=str(self._fai),
+                gzi_indexname=str(self._gzi) if self._gzi else None,
+                as_raw=True,
+                build_index=False,
+                rebuild=False,
+            )
+            self._pid = os.getpid()
+        return self._faidx
+
+    def fetch_bytes(self, name: str, start: int, end: int) -> bytes:
+        """The raw letters of ``name[start:end]`` as stored (case and IUPAC codes kept)."""
+        record = self._record(name)
+        if not 0 <= start <= end <= record.length:
+            raise ValueError(
+                f"{self.path}: record {name}: interval [{start:,}, {end:,}) is outside the record "
+                f"(length {record.length:,})"
+            )
+        if start == end:
+            return b""
+        return self._handle().from_file(name, start + 1, end).encode("ascii")
+
+    def fetch(self, name: str, start: int, end: int, strict: bool = False) -> np.ndarray:
+        """Token ids (uint8) of ``name[start:end]``; ``strict`` makes an unknown character an error."""
+        raw = self.fetch_bytes(name, start, end)
+        try:
+            return encode(raw, strict=strict)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: record {name}, from position {start:,}: {err}") from None
+
+
+def write_regular_copy(src: Path, dst: Path, line_bases: int = LINE_BASES) -> list[FaiRecord]:
+    """Rewrite FASTA ``src`` (any compression, any line layout) as plain FASTA with ``line_bases`` a line.
+
+    Returns the ``.fai`` records of the copy; header lines keep only the record name.
+    """
+    names: dict[str, int] = {}
+    with atomic_open(dst, "wb") as out:
+        writer = FastaWriter(out, line_bases)
+        for name, line, bases in iter_fasta(src):
+            if names.get(name, line) != line:
+                raise ValueError(f"{src}: record name {name!r} appears twice (lines {names[name]:,} and {line:,})")
+            if name not in names:
+                names[name] = line
+                writer.start(name)
+            writer.write(bases)
+        return writer.finish()
+
+
+def iter_record_chunks(path: str | Path, chunk_bases: int, strict: bool = False) -> Iterator[RecordChunk]:
+    """Stream every record of a FASTA file (plain, gzip or bgzip) in chunks of ``chunk_bases`` tokens.
+
+    Chunks never span two records; the last chunk of a record may be shorter. Memory stays at a few chunks,
+    whatever the size of the file or of its records. Empty records yield nothing.
+    """
+    if chunk_bases < 1:
+        raise ValueError(f"chunk_bases must be at least 1, not {chunk_bases}")
+    path = Path(path)
+    current: tuple[str, int] | None = None
+    buf = b""
+    offset = 0
+    for name, line, bases in iter_fasta(path):
+        if (name, line) != current:
+            if buf and current is not None:
+                yield _chunk(path, current[0], offset, buf, strict)
+            current, buf, offset = (name, line), b"", 0
+        buf += bases
+        used = 0
+        while len(buf) - used >= chunk_bases:
+            yield _chunk(path, name, offset, buf[used : used + chunk_bases], strict)
+            used, offset = used + chunk_bases, offset + chunk_bases
+        buf = buf[used:]
+    if buf and current is not None:
+        yield _chunk(path, current[0], offset, buf, strict)
+
+
+def _chunk(path: Path, name: str, offset: int, raw: bytes, strict: bool) -> RecordChunk:
+    try:
+        return RecordChunk(name, offset, encode(raw, strict=strict))
+    except ValueError as err:
+        raise ValueError(f"{path}: record {name}, from position {offset:,}: {err}") from None
+
+
+def iter_records(path: str | Path, strict: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, tokens) of every non-empty record, one whole record in memory at a time."""
+    name, parts = None, []
+    for chunk in iter_record_chunks(path, 1 << 24, strict=strict):
+        if chunk.offset == 0 and parts:
+            yield name, np.concatenate(parts)
+            parts = []
+        name = chunk.name
+        parts.append(chunk.tokens)
+    if parts:
+        yield name, np.concatenate(parts)
