@@ -10,7 +10,8 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput, classification throughput"),
+    "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
 }
 
 
