@@ -161,6 +161,16 @@ class WindowClassifier:
             logits = self.model.classifier(torch.cat(pooled))
         return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1).cpu().numpy()
 
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
+        windows = np.asarray(windows)
+        rows = max(1, self.batch_tokens // windows.shape[1])
+        parts = [
+            self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))
+            for i in range(0, len(windows), rows)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
+
     # -- windowed (batched) path ------------------------------------------------------------------------------
     def _submit(self, record: RecordPrediction, window: Window) -> None:
         """Queue a window for the batch of its padded length; run that batch when it is full."""

@@ -12,6 +12,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("genossm.cli.bench", "benchmarks: model throughput, classification throughput"),
     "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
+    "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
+    "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
 }
 
 

@@ -81,10 +81,13 @@ def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
     return cls(**values)
 
 
-def resolve_options(cls: type[T], args: argparse.Namespace, config: str | Path | None = None) -> T:
-    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line."""
+def resolve_options(
+    cls: type[T], args: argparse.Namespace, config: str | Path | None = None, base: dict[str, Any] | None = None
+) -> T:
+    """Options from ``base`` (a resumed run's saved options), then the YAML ``config``, then the flags given."""
     values = read_yaml(config) if config else {}
     build_options(cls, values, str(config))  # validate the file alone first, so errors name it
+    values = {**(base or {}), **values}
     names = {f.name for f in dataclasses.fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     return build_options(cls, values, "command line")
