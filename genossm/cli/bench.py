@@ -9,6 +9,7 @@ from genossm.cli.options import add_options, resolve_options
 # what -> (module, options class name, help)
 BENCHMARKS = {
     "model": ("genossm.bench.model", "ModelBenchOptions", "model forward (or training step) throughput"),
+    "data": ("genossm.bench.data", "DataBenchOptions", "data loading: tokenised LM steps per second, one core"),
 }
 
 

@@ -23,8 +23,8 @@ from genossm.fileio import atomic_open
 class ClassifyOptions:
     """Options of ``genossm classify``."""
 
-    fasta: Path = option(None, "FASTA file to classify (plain, gzip or bgzip; any number of records, any size)")
-    model: Path | None = option(None, "classifier directory, as written by genossm finetune (OUTPUT/model)")
+    fasta: Path = option(help="FASTA file to classify (plain, gzip or bgzip; any number of records, any size)")
+    model: Path = option(help="classifier directory, as written by genossm finetune (OUTPUT/model)")
     window: int | None = option(None, "window length (default: the length the model was trained on)")
     stride: int | None = option(None, "distance between window starts (default: the window length, no overlap)")
     stateful: bool = option(
@@ -50,8 +50,6 @@ def run(args: argparse.Namespace) -> None:
     from genossm.classification.report import write_json, write_tsv
 
     opts = resolve_options(ClassifyOptions, args)
-    if opts.model is None:
-        raise ValueError("--model DIR is required: a classifier directory written by genossm finetune")
     if opts.output is not None and opts.output.exists():
         raise FileExistsError(f"output {opts.output} already exists; choose another --output or remove it")
     device = resolve_device(opts.device)

@@ -10,8 +10,9 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput, classification throughput"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading, classification throughput"),
     "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
+    "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
     "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
     "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
 }

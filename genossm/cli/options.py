@@ -72,13 +72,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
-    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``)."""
+def check_keys(cls: type, values: dict[str, Any], source: str) -> None:
+    """Reject keys ``cls`` does not have (naming ``source``)."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{source}: unknown option(s) {unknown}; known: {sorted(known)}")
+
+
+def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
+    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``)."""
+    check_keys(cls, values, source)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
+    if missing:
+        raise ValueError(f"{source}: missing required option(s) {missing}")
     return cls(**values)
+
+
+def _required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def resolve_options(
@@ -86,7 +98,7 @@ def resolve_options(
 ) -> T:
     """Options from ``base`` (a resumed run's saved options), then the YAML ``config``, then the flags given."""
     values = read_yaml(config) if config else {}
-    build_options(cls, values, str(config))  # validate the file alone first, so errors name it
+    check_keys(cls, values, str(config))  # check the file alone first, so errors name it
     values = {**(base or {}), **values}
     names = {f.name for f in dataclasses.fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})

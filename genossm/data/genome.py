@@ -1,6 +1,7 @@
 """Genome access: random access to any interval of a FASTA file as tokens, and streaming of huge files.
 
-:class:`Genome` reads plain, gzip and bgzip FASTA through pyfaidx:
+:class:`Genome` reads plain, gzip and bgzip FASTA (bgzip through pyfaidx and Bio.bgzf; plain files by the same
+``.fai`` arithmetic with one ``pread`` a fetch, which is several times faster than pyfaidx for short windows):
 
 - plain and bgzip files are read in place; their ``.fai`` (and bgzip ``.gzi``) index is built on first use
   beside the file, or in the cache folder when the file's folder is not writable;
@@ -29,7 +30,7 @@ from genossm.fileio import atomic_open
 
 from .faidx import FaiRecord, FastaWriter, IrregularLayoutError, read_fai, scan_index, write_fai, write_gzi
 from .fasta import bgzf_block_offsets, iter_fasta, sniff_compression
-from .tokenizer import encode
+from .tokenizer import ENCODE_BYTES, check_known, encode
 
 LINE_BASES = 60
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
@@ -68,14 +69,14 @@ class Genome:
         self._source = self.path  # the file pyfaidx reads: the original or a copy in the cache
         self._fai: Path | None = None
         self._gzi: Path | None = None
-        self._faidx: pyfaidx.Faidx | None = None
+        self._reader_fn: Callable[[FaiRecord, int, int], bytes] | None = None
         self._pid = -1
 
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r})"
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_faidx": None, "_pid": -1}
+        return {**self.__dict__, "_reader_fn": None, "_pid": -1}
 
     # --- index -------------------------------------------------------------------------------------------
     @property
@@ -183,23 +184,27 @@ class Genome:
         return records
 
     # --- random access -----------------------------------------------------------------------------------
-    def _handle(self) -> pyfaidx.Faidx:
-        if self._faidx is None or self._pid != os.getpid():
-            records = self.records  # builds the index first
-            assert records is not None
-            self._faidx = pyfaidx.Faidx(
-                str(self._source),
-                indexname=str(self._fai),
-                gzi_indexname=str(self._gzi) if self._gzi else None,
-                as_raw=True,
-                build_index=False,
-                rebuild=False,
-            )
+    def _reader(self) -> Callable[[FaiRecord, int, int], bytes]:
+        """This process's reader of raw bytes: ``pread`` on plain files, pyfaidx (Bio.bgzf) on bgzip ones."""
+        if self._reader_fn is None or self._pid != os.getpid():
+            self.records  # noqa: B018  (builds the index first)
+            if self._gzi is None:
+                self._reader_fn = _PlainReader(self._source)
+            else:
+                faidx = pyfaidx.Faidx(
+                    str(self._source),
+                    indexname=str(self._fai),
+                    gzi_indexname=str(self._gzi),
+                    as_raw=True,
+                    build_index=False,
+                    rebuild=False,
+                )
+                self._reader_fn = lambda rec, start, end: faidx.from_file(rec.name, start + 1, end).encode("ascii")
             self._pid = os.getpid()
-        return self._faidx
+        return self._reader_fn
 
-    def fetch_bytes(self, name: str, start: int, end: int) -> bytes:
-        """The raw letters of ``name[start:end]`` as stored (case and IUPAC codes kept)."""
+    def _raw(self, name: str, start: int, end: int) -> bytes:
+        """The text holding ``name[start:end]``, line ends included."""
         record = self._record(name)
         if not 0 <= start <= end <= record.length:
             raise ValueError(
@@ -208,15 +213,38 @@ class Genome:
             )
         if start == end:
             return b""
-        return self._handle().from_file(name, start + 1, end).encode("ascii")
+        return self._reader()(record, start, end)
+
+    def fetch_bytes(self, name: str, start: int, end: int) -> bytes:
+        """The letters of ``name[start:end]`` as stored (case and IUPAC codes kept)."""
+        return self._raw(name, start, end).translate(None, b"\r\n")
 
     def fetch(self, name: str, start: int, end: int, strict: bool = False) -> np.ndarray:
         """Token ids (uint8) of ``name[start:end]``; ``strict`` makes an unknown character an error."""
-        raw = self.fetch_bytes(name, start, end)
-        try:
-            return encode(raw, strict=strict)
-        except ValueError as err:
-            raise ValueError(f"{self.path}: record {name}, from position {start:,}: {err}") from None
+        ids = np.frombuffer(self._raw(name, start, end).translate(ENCODE_BYTES, b"\r\n"), dtype=np.uint8)
+        if strict:
+            try:
+                check_known(ids, self.fetch_bytes(name, start, end))
+            except ValueError as err:
+                raise ValueError(f"{self.path}: record {name}, from position {start:,}: {err}") from None
+        return ids
+
+
+class _PlainReader:
+    """The text of an interval of a plain FASTA file, by the ``.fai`` line arithmetic: one seek and read."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "rb", buffering=0)  # noqa: SIM115  (closed with the reader)
+
+    def __call__(self, record: FaiRecord, start: int, end: int) -> bytes:
+        lines, width = record.line_bases, record.line_bytes
+        first = record.offset + start // lines * width + start % lines
+        last = record.offset + (end - 1) // lines * width + (end - 1) % lines + 1
+        self.handle.seek(first)
+        return self.handle.read(last - first)
+
+    def __del__(self) -> None:
+        self.handle.close()
 
 
 def write_regular_copy(src: Path, dst: Path, line_bases: int = LINE_BASES) -> list[FaiRecord]:
@@ -241,7 +269,8 @@ def iter_record_chunks(path: str | Path, chunk_bases: int, strict: bool = False)
     """Stream every record of a FASTA file (plain, gzip or bgzip) in chunks of ``chunk_bases`` tokens.
 
     Chunks never span two records; the last chunk of a record may be shorter. Memory stays at a few chunks,
-    whatever the size of the file or of its records. Empty records yield nothing.
+    whatever the size of the file or of its records. Empty records yield nothing; records come in file order and
+    duplicate names are not checked.
     """
     if chunk_bases < 1:
         raise ValueError(f"chunk_bases must be at least 1, not {chunk_bases}")

@@ -63,6 +63,8 @@ def _encode_table() -> np.ndarray:
 
 ENCODE_TABLE = _encode_table()
 """``ENCODE_TABLE[byte]`` is the token id of an ASCII byte."""
+ENCODE_BYTES = ENCODE_TABLE.tobytes()
+"""The same table for ``bytes.translate``, the fastest way to encode bytes."""
 
 DECODE_BYTES = np.frombuffer(b"??????" + b"?ACGTN", dtype=np.uint8)
 """The ASCII letter of each base token (specials are decoded by name)."""
@@ -97,14 +99,24 @@ def encode(seq: str | bytes | np.ndarray, strict: bool = False) -> np.ndarray:
     nucleotide code raises ``ValueError`` naming the first one and its 0-based position; otherwise it
     becomes ``[UNK]``.
     """
-    ids = ENCODE_TABLE[as_bytes(seq)]
+    if isinstance(seq, str):
+        seq = as_bytes(seq)
+    if isinstance(seq, np.ndarray):
+        ids = ENCODE_TABLE.take(as_bytes(seq))
+    else:
+        ids = np.frombuffer(bytes(seq).translate(ENCODE_BYTES), dtype=np.uint8)
     if strict:
-        unknown = np.flatnonzero(ids == UNK_ID)
-        if unknown.size:
-            pos = int(unknown[0])
-            char = chr(int(as_bytes(seq)[pos]))
-            raise ValueError(f"{unknown.size} unknown character(s); the first is {char!r} at position {pos}")
+        check_known(ids, seq)
     return ids
+
+
+def check_known(ids: np.ndarray, seq: str | bytes | np.ndarray) -> None:
+    """Raise ``ValueError`` naming the first character of ``seq`` that encoded to ``[UNK]``."""
+    unknown = np.flatnonzero(ids == UNK_ID)
+    if unknown.size:
+        pos = int(unknown[0])
+        char = chr(int(as_bytes(seq)[pos]))
+        raise ValueError(f"{unknown.size} unknown character(s); the first is {char!r} at position {pos}")
 
 
 def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:
