@@ -52,7 +52,9 @@ class ClassifierTrainingOptions(HardwareOptions):
     memory: Literal["plain", "checkpoint"] = option("plain", "checkpoint: recompute each block in the backward")
     rc_aug: bool = option(True, "reverse-complement each training window with probability 1/2")
     max_n_fraction: float = option(0.1, "windows with a larger fraction of N are not used")
-    eval_windows: int = option(256, "held-out windows per class for the final evaluation")
+    heldout_fraction: float = option(0.1, "share at the end of every record held out (without a BED split)")
+    eval_windows: int = option(256, "held-out windows per class (validation and final evaluation)")
+    eval_bases: int = option(1 << 24, "at most this many held-out bases per class (at least 16 windows)")
     kmer_k: int = option(5, "k of the k-mer baseline")
     kmer_windows: int = option(256, "training windows per class for the k-mer baseline")
     val_every: int = option(200, "validation every this many steps")
@@ -140,7 +142,7 @@ def evaluate_classifier(
 
 def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     """Train (or resume), save OUTPUT/model, evaluate on held-out windows; returns the summary (None off rank 0)."""
-    from .data import build_data, evaluation_windows
+    from .run_data import build_data, heldout_windows, kmer_training_windows
 
     if not opts.classes:
         raise ValueError("--classes is required: a folder with one FASTA per class, or a TSV manifest")
@@ -155,7 +157,7 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
         return None
     module.model.save_pretrained(run.model)
     classifier = WindowClassifier(module.model, batch_tokens=max(opts.tokens_per_step, opts.seqlen))
-    held_out, train = evaluation_windows(data, opts)
+    held_out, train = heldout_windows(data), kmer_training_windows(data, opts.kmer_windows)
     summary = {
         "labels": labels,
         "seqlen": opts.seqlen,
