@@ -18,7 +18,10 @@ import numpy as np
 import yaml
 
 from genossm.cli.options import dump_options, option
+from genossm.data.genome import Genome
+from genossm.data.intervals import Interval
 from genossm.fileio import atomic_write_text
+from genossm.models import MambaForSequenceClassification
 from genossm.presets import model_config
 from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig
@@ -55,6 +58,7 @@ class ClassifierTrainingOptions(HardwareOptions):
     heldout_fraction: float = option(0.1, "share at the end of every record held out (without a BED split)")
     eval_windows: int = option(256, "held-out windows per class (validation and final evaluation)")
     eval_bases: int = option(1 << 24, "at most this many held-out bases per class (at least 16 windows)")
+    compare_modes: bool = option(True, "also classify the held-out regions window by window and stateful")
     kmer_k: int = option(5, "k of the k-mer baseline")
     kmer_windows: int = option(256, "training windows per class for the k-mer baseline")
     val_every: int = option(200, "validation every this many steps")
@@ -140,9 +144,28 @@ def evaluate_classifier(
     }
 
 
+def compare_reading_modes(
+    model: MambaForSequenceClassification, regions: list[tuple[int, Genome, Interval]], batch_tokens: int
+) -> dict[str, Any]:
+    """Window accuracy on held-out regions tiled by windows, each window read alone (windowed) or with the state
+    carried from the windows before it (stateful): the same windows, with and without the context before them."""
+    from .run_data import region_chunks
+
+    result: dict[str, Any] = {"regions": len(regions), "bases": sum(len(r[2]) for r in regions)}
+    for mode in ("windowed", "stateful"):
+        engine = WindowClassifier(model, stateful=mode == "stateful", batch_tokens=batch_tokens, per_window=True)
+        truth, predicted = [], []
+        for (label, _, _), record in zip(regions, engine.predict(region_chunks(regions)), strict=True):
+            classified = [w.probs for w in record.detail or [] if w.probs is not None]
+            truth += [label] * len(classified)
+            predicted += [int(np.argmax(p)) for p in classified]
+        result[mode] = evaluate(np.array(truth), np.array(predicted), engine.labels).to_dict()
+    return result
+
+
 def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     """Train (or resume), save OUTPUT/model, evaluate on held-out windows; returns the summary (None off rank 0)."""
-    from .run_data import build_data, heldout_windows, kmer_training_windows
+    from .run_data import build_data, heldout_regions, heldout_windows, kmer_training_windows
 
     if not opts.classes:
         raise ValueError("--classes is required: a folder with one FASTA per class, or a TSV manifest")
@@ -167,6 +190,9 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
         "train_seconds": train_seconds,
         **evaluate_classifier(classifier, held_out, train, opts.kmer_k, run.path),
     }
+    if opts.compare_modes:
+        regions = heldout_regions(data, opts.seqlen, opts.eval_bases)
+        summary["reading_modes"] = compare_reading_modes(module.model, regions, classifier.batch_tokens)
     atomic_write_text(run.path / SUMMARY_NAME, json.dumps(summary, indent=2))
     return summary
 

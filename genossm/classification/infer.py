@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +40,8 @@ from genossm.models import MambaForSequenceClassification
 
 from .windows import Window, WindowCutter, padded_length
 
+T = TypeVar("T")
+Pending = Callable[[], np.ndarray]  # waits for a forward's class probabilities and returns them
 BASE_IDS = np.array([TOKENS.index(b) for b in "ACGT"])
 
 
@@ -84,9 +89,10 @@ class RecordPrediction:
             self.weight += window.bases
 
 
-def count_bases(tokens: np.ndarray) -> int:
-    """Number of A/C/G/T tokens."""
-    return int(np.isin(tokens, BASE_IDS).sum())
+def base_counts(tokens: np.ndarray) -> tuple[int, int]:
+    """(A/C/G/T tokens, N tokens) of a window, in one pass."""
+    counts = np.bincount(tokens, minlength=len(TOKENS))
+    return int(counts[BASE_IDS].sum()), int(counts[N_ID])
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -128,6 +134,7 @@ class WindowClassifier:
         self.labels = list(model.labels)
         self._queue: deque[RecordPrediction] = deque()  # records not yet given out, in file order
         self._batches: dict[int, list[tuple[RecordPrediction, WindowPrediction, np.ndarray]]] = {}
+        self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
 
     # -- the model ----------------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -137,7 +144,7 @@ class WindowClassifier:
         return torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device, non_blocking=True).long()
 
     @torch.inference_mode()
-    def _forward(self, tokens: np.ndarray, lengths: list[int]) -> np.ndarray:
+    def _forward(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
         """Probabilities (b, classes) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
         ids = self._to_device(tokens)
         mask = None
@@ -146,10 +153,10 @@ class WindowClassifier:
             mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
         with self._autocast():
             logits = self.model(ids, mask)
-        return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1).cpu().numpy()
+        return self._fetch(logits)
 
     @torch.inference_mode()
-    def _forward_stateful(self, tokens: np.ndarray, states: list) -> np.ndarray:
+    def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
         """Probabilities of each window of one piece of a record, continuing from (and updating) ``states``."""
         full, tail = divmod(len(tokens), self.window)
         ids = self._to_device(tokens)[None]
@@ -159,24 +166,58 @@ class WindowClassifier:
             if tail:
                 pooled.append(self.model.pool(hidden[full * self.window :][None]))
             logits = self.model.classifier(torch.cat(pooled))
-        return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1).cpu().numpy()
+        return self._fetch(logits)
+
+    def _fetch(self, logits: torch.Tensor) -> Pending:
+        """Start copying the class probabilities to the host; the returned call waits for them (GPU: without
+        blocking the host until then, so it cuts the next windows while the device computes)."""
+        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+        if self.device.type != "cuda":
+            host = probs.numpy()
+            return lambda: host
+        pinned = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
+        pinned.copy_(probs, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return pinned.numpy()
+
+        return wait
+
+    def _defer(self, wait: Pending, apply: Callable[[np.ndarray], None]) -> None:
+        """Apply a batch's results once the next batch is queued (one batch in flight)."""
+        self._inflight.append((wait, apply))
+        self._drain(keep=1)
+
+    def _drain(self, keep: int = 0) -> None:
+        while len(self._inflight) > keep:
+            wait, apply = self._inflight.popleft()
+            apply(wait())
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
         windows = np.asarray(windows)
         rows = max(1, self.batch_tokens // windows.shape[1])
         parts = [
-            self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))
+            self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))()
             for i in range(0, len(windows), rows)
         ]
         return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
 
     # -- windowed (batched) path ------------------------------------------------------------------------------
+    def _cut(self, record: RecordPrediction, start: int, tokens: np.ndarray) -> tuple[WindowPrediction, bool]:
+        """Record a window of ``record``; whether it is classified (not more than ``max_n_fraction`` N)."""
+        bases, n = base_counts(tokens)
+        prediction = WindowPrediction(start, start + len(tokens), bases)
+        record.cut(prediction)
+        return prediction, n <= self.max_n_fraction * len(tokens)
+
     def _submit(self, record: RecordPrediction, window: Window) -> None:
         """Queue a window for the batch of its padded length; run that batch when it is full."""
-        prediction = WindowPrediction(window.start, window.end, count_bases(window.tokens))
-        record.cut(prediction)
-        if np.count_nonzero(window.tokens == N_ID) > self.max_n_fraction * len(window.tokens):
+        prediction, usable = self._cut(record, window.start, window.tokens)
+        if not usable:
             return
         size = padded_length(len(window.tokens), self.window)
         batch = self._batches.setdefault(size, [])
@@ -192,21 +233,28 @@ class WindowClassifier:
         tokens = np.full((len(batch), size), PAD_ID, dtype=np.uint8)
         for row, (_, _, window) in enumerate(batch):
             tokens[row, : len(window)] = window
-        probs = self._forward(tokens, [len(w) for _, _, w in batch])
-        for (record, prediction, _), p in zip(batch, probs, strict=True):
-            record.add(prediction, p)
-            record.pending -= 1
+
+        def apply(probs: np.ndarray) -> None:
+            for (record, prediction, _), p in zip(batch, probs, strict=True):
+                record.add(prediction, p)
+                record.pending -= 1
+
+        self._defer(self._forward(tokens, [len(w) for _, _, w in batch]), apply)
 
     # -- stateful path ------------------------------------------------------------------------------------------
     def _run_piece(self, record: RecordPrediction, tokens: np.ndarray, start: int, states: list) -> None:
-        probs = self._forward_stateful(tokens, states)
-        for k, p in enumerate(probs):
-            piece = tokens[k * self.window : (k + 1) * self.window]
-            begin = start + k * self.window
-            prediction = WindowPrediction(begin, begin + len(piece), count_bases(piece))
-            record.cut(prediction)
-            if np.count_nonzero(piece == N_ID) <= self.max_n_fraction * len(piece):
-                record.add(prediction, p)
+        """Classify the windows of a piece of ``record`` starting at ``start``, continuing from ``states``."""
+        bounds = range(0, len(tokens), self.window)
+        cuts = [self._cut(record, start + k, tokens[k : k + self.window]) for k in bounds]
+        record.pending += 1
+
+        def apply(probs: np.ndarray) -> None:
+            for (prediction, usable), p in zip(cuts, probs, strict=True):
+                if usable:
+                    record.add(prediction, p)
+            record.pending -= 1
+
+        self._defer(self._forward_stateful(tokens, states), apply)
 
     # -- streaming ---------------------------------------------------------------------------------------------
     def _ready(self) -> Iterator[RecordPrediction]:
@@ -246,6 +294,7 @@ class WindowClassifier:
             self._close(record, cutter, pending, states)
         for size in sorted(self._batches):
             self._run_batch(size)
+        self._drain()
         yield from self._ready()
 
     def _close(
@@ -263,20 +312,61 @@ class WindowClassifier:
         record.closed = True
 
 
-def fasta_chunks(path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False) -> Iterator[RecordChunk]:
-    """Stream the records of a FASTA file as token chunks, with a progress bar (in bases) on stderr if asked.
+def fasta_chunks(
+    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4
+) -> Iterator[RecordChunk]:
+    """Stream the records of a FASTA file as token chunks, read ``prefetch`` chunks ahead in a background thread
+    (so reading overlaps the model), with a progress bar (in bases) on stderr if asked.
 
-    The bar knows the total when a ``.fai`` index lies beside the file; an empty file, a file that is not FASTA,
-    or one whose records hold no bases is an error naming it.
+    The bar knows the total when a ``.fai`` index lies beside the file. An empty file, a file that is not FASTA,
+    or one whose records hold no bases is an error naming it (raised here, in the caller's thread).
     """
     path = Path(path)
     fai = path.with_name(path.name + ".fai")
     total = sum(r.length for r in read_fai(fai)) if fai.is_file() else None
-    bases = 0
-    with tqdm(total=total, unit="b", unit_scale=True, desc=path.name, file=sys.stderr, disable=not progress) as bar:
-        for chunk in iter_record_chunks(path, chunk_bases):
-            bases += len(chunk.tokens)
-            yield chunk
-            bar.update(len(chunk.tokens))
-    if bases == 0:
-        raise ValueError(f"{path}: its FASTA records hold no bases")
+
+    def read() -> Iterator[RecordChunk]:
+        bases = 0
+        with tqdm(total=total, unit="b", unit_scale=True, desc=path.name, file=sys.stderr, disable=not progress) as bar:
+            for chunk in iter_record_chunks(path, chunk_bases):
+                bases += len(chunk.tokens)
+                yield chunk
+                bar.update(len(chunk.tokens))
+        if bases == 0:
+            raise ValueError(f"{path}: its FASTA records hold no bases")
+
+    return prefetched(read(), prefetch) if prefetch > 0 else read()
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead; its errors are raised in the consumer."""
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(Full):
+                        queue.put((item, None), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            queue.put((end, None))
+        except BaseException as err:  # handed to the consumer
+            queue.put((end, err))
+
+    thread = threading.Thread(target=produce, name="fasta-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -1,15 +1,19 @@
-"""The data of a fine-tuning run, from genossm.data's species module: training steps, held-out windows, and the
-training windows the k-mer baseline is fitted on (windows of the model's own first training steps).
+"""The data of a fine-tuning run, from genossm.data's species module: training steps, held-out windows, the
+training windows the k-mer baseline is fitted on (windows of the model's own first training steps), and the
+held-out regions as whole sequences (to compare windowed and stateful reading).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genossm.data.datamodules import SpeciesDataModule
-from genossm.data.species import SpeciesDataConfig
+from genossm.data.genome import Genome, RecordChunk
+from genossm.data.intervals import Interval
+from genossm.data.species import SpeciesDataConfig, discover_classes, split_regions
 
 if TYPE_CHECKING:
     from .finetune import FinetuneOptions
@@ -64,3 +68,30 @@ def kmer_training_windows(data: SpeciesDataModule, per_class: int) -> tuple[np.n
     windows_all, labels_all = np.concatenate(windows), np.concatenate(labels)
     keep = np.concatenate([np.flatnonzero(labels_all == c)[:per_class] for c in range(classes)])
     return windows_all[np.sort(keep)], labels_all[np.sort(keep)]
+
+
+def heldout_regions(data: SpeciesDataModule, window: int, bases_per_class: int) -> list[tuple[int, Genome, Interval]]:
+    """(class index, genome, interval) of the held-out regions, each cut to whole windows, at most
+    ``bases_per_class`` bases of each class (regions shorter than a window are left out)."""
+    config = data.config
+    labels = data.classes
+    budget = dict.fromkeys(labels, bases_per_class)
+    regions = []
+    for file in discover_classes(config.classes):
+        genome = Genome(file.fasta, config.cache_dir)
+        _, heldout = split_regions(genome, file.bed, config.heldout_fraction, config.heldout_split)
+        for interval in heldout:
+            length = min(len(interval), budget[file.label]) // window * window
+            if length:
+                budget[file.label] -= length
+                cut = Interval(interval.chrom, interval.start, interval.start + length)
+                regions.append((labels.index(file.label), genome, cut))
+    return regions
+
+
+def region_chunks(regions: list[tuple[int, Genome, Interval]], chunk: int = 1 << 22) -> Iterator[RecordChunk]:
+    """The regions as records ``region<i>`` streamed in chunks (what genossm classify reads from a FASTA)."""
+    for i, (_, genome, interval) in enumerate(regions):
+        for start in range(interval.start, interval.end, chunk):
+            end = min(start + chunk, interval.end)
+            yield RecordChunk(f"region{i}", start - interval.start, genome.fetch(interval.chrom, start, end))

@@ -10,6 +10,7 @@ from genossm.cli.options import add_options, resolve_options
 BENCHMARKS = {
     "model": ("genossm.bench.model", "ModelBenchOptions", "model forward (or training step) throughput"),
     "data": ("genossm.bench.data", "DataBenchOptions", "data loading: tokenised LM steps per second, one core"),
+    "classify": ("genossm.bench.classify", "ClassifyBenchOptions", "genossm classify: bases per second end to end"),
 }
 
 

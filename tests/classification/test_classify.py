@@ -187,3 +187,20 @@ def test_wrong_model_kind_and_vocabulary(tmp_path, capsys):
     assert main(["classify", str(fasta), "--model", str(tmp_path / "foreign")]) == 1
     err = capsys.readouterr().err
     assert "vocabulary mismatch" in err and str(tmp_path / "foreign" / "genossm.json") in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("stateful", [False, True])
+def test_gpu_gives_the_cpu_probabilities(stateful):
+    model = make_classifier()
+    tokens = encode(random_bases(5 * WINDOW + 7, 12))
+    short = encode(random_bases(9, 13))
+
+    def run(device, bfloat16):
+        engine = WindowClassifier(model, stateful=stateful, batch_tokens=2 * WINDOW, device=device, bfloat16=bfloat16)
+        chunks = [*chunked("long", tokens, [40, 100, 27]), *chunked("short", short, [9])]
+        return np.stack([r.probs for r in engine.predict(chunks)])
+
+    cpu = run("cpu", False)
+    assert np.allclose(run("cuda", False), cpu, atol=1e-4)
+    assert np.allclose(run("cuda", True), cpu, atol=3e-2)  # bfloat16 autocast

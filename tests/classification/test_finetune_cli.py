@@ -73,6 +73,8 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
     assert summary["model"]["accuracy"] > 0.9 and summary["kmer"]["accuracy"] > 0.9
     assert summary["model"]["accuracy_low"] < summary["model"]["accuracy"] <= summary["model"]["accuracy_high"]
     assert (out / "confusion.png").is_file() and (out / "metrics.csv").is_file()
+    modes = summary["reading_modes"]  # held-out regions: 2 records x 150 bases per class -> 4 windows each
+    assert modes["windowed"]["windows"] == modes["stateful"]["windows"] == 16
     model = genossm.from_pretrained(out / "model")
     assert isinstance(model, MambaForSequenceClassification)
     assert model.labels == ["at", "cg"] and model.seqlen == 32 and model.tokens[7:11] == list("ACGT")

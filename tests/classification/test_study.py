@@ -58,7 +58,13 @@ def test_study_writes_the_results_and_skips_finished_lengths(tmp_path, capsys):
     document = (results / "classification.md").read_text()
     assert document.startswith("# Classification results\n\nMy notes stay.\n")
     rows = [line for line in document.splitlines() if line.startswith("| 2^")]
-    assert len(rows) == 2 and "| scratch |" in rows[0] and "pretrained" in rows[1] and str(pretrained) in rows[1]
+    assert (
+        len(rows) == 2
+        and " / " in rows[0]
+        and "| scratch |" in rows[0]
+        and "pretrained" in rows[1]
+        and str(pretrained) in rows[1]
+    )
     assert "Hsap, Ptro (chance 50%)" in document and "classification_accuracy.png" in document
     assert (results / "classification_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["L32", "L64", "fasta"]
