@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
+from lightning.pytorch.utilities import rank_zero_only
 
 from genossm.cli.options import dump_options, option
 from genossm.data.genome import Genome
@@ -50,7 +51,7 @@ class ClassifierTrainingOptions(HardwareOptions):
     tokens_per_step: int = option(1 << 18, "tokens per optimizer step (windows per step = this / seqlen, at least 1)")
     max_tokens_per_micro_batch: int = option(1 << 18, "most tokens in one forward pass (more: gradient accumulation)")
     lr: float = option(6e-4, "peak learning rate (AdamW, linear warm-up then cosine decay)")
-    warmup_steps: int = option(100, "learning-rate warm-up steps")
+    warmup_steps: int = option(100, "learning-rate warm-up steps (at most a tenth of --max-steps)")
     weight_decay: float = option(0.1, "AdamW weight decay (not on biases, norms, embeddings)")
     memory: Literal["plain", "checkpoint"] = option("plain", "checkpoint: recompute each block in the backward")
     rc_aug: bool = option(True, "reverse-complement each training window with probability 1/2")
@@ -86,15 +87,21 @@ def options_dict(opts: Any) -> dict[str, Any]:
 
 
 def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
-    """Claim a new run folder, or check a resumed one; returns it and the checkpoint to resume from."""
+    """Claim a new run folder, or check a resumed one; returns it and the checkpoint to resume from.
+
+    Under multi-GPU data parallelism every process runs this; only the first one (rank 0) writes.
+    """
     run = RunDir(opts.output or default_output("finetune"))
     opts.output = run.path
+    writer = rank_zero_only.rank == 0
     if not opts.resume:
-        run.create()
-        run.save_options(dump_options(opts))
+        if writer:
+            run.create()
+            run.save_options(dump_options(opts))
         return run, None
     run.check_resumable(options_dict(opts), RESUMABLE)
-    run.save_options(dump_options(opts))
+    if writer:
+        run.save_options(dump_options(opts))
     if not run.last_checkpoint.is_file():
         warnings.warn(f"{run.path} has no checkpoint yet: training starts from step 0", stacklevel=2)
         return run, None

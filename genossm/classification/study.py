@@ -99,6 +99,8 @@ def length_options(opts: StudyOptions, classes: Path, length: int) -> FinetuneOp
 
 def run_study(opts: StudyOptions) -> list[dict[str, Any]]:
     """Every length not yet done is trained and evaluated; then the results document is rewritten."""
+    if opts.devices != 1:
+        raise ValueError("genossm study trains on one device; for several GPUs run genossm finetune per length")
     classes = class_source(opts)
     rows = []
     for length in parse_lengths(opts.lengths):
@@ -107,8 +109,7 @@ def run_study(opts: StudyOptions) -> list[dict[str, Any]]:
         if summary is None:
             print(f"== L = {length:,}: {'resuming' if run.resume else 'training'} in {run.output}", flush=True)
             summary = finetune(run)
-            if summary is None:  # not rank 0 of a multi-GPU run
-                return []
+            assert summary is not None  # one device: this process is rank 0
         else:
             print(f"== L = {length:,}: done before ({run.output / 'summary.json'})", flush=True)
         rows.append(result_row(summary, run.output))
