@@ -1,7 +1,7 @@
 """Genome access: random access to any interval of a FASTA file as tokens, and streaming of huge files.
 
 :class:`Genome` reads plain, gzip and bgzip FASTA (bgzip through pyfaidx and Bio.bgzf; plain files by the same
-``.fai`` arithmetic with one ``pread`` a fetch, which is several times faster than pyfaidx for short windows):
+``.fai`` arithmetic with one seek and read a fetch, several times faster than pyfaidx for short windows):
 
 - plain and bgzip files are read in place; their ``.fai`` (and bgzip ``.gzi``) index is built on first use
   beside the file, or in the cache folder when the file's folder is not writable;
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pyfaidx
+from tqdm import tqdm
 
 from genossm.fileio import atomic_open
 
@@ -66,7 +67,7 @@ class Genome:
         self.path = Path(path)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._records: dict[str, FaiRecord] | None = None
-        self._source = self.path  # the file pyfaidx reads: the original or a copy in the cache
+        self._source = self.path  # the file read: the original, or a regular copy in the cache
         self._fai: Path | None = None
         self._gzi: Path | None = None
         self._reader_fn: Callable[[FaiRecord, int, int], bytes] | None = None
@@ -185,7 +186,7 @@ class Genome:
 
     # --- random access -----------------------------------------------------------------------------------
     def _reader(self) -> Callable[[FaiRecord, int, int], bytes]:
-        """This process's reader of raw bytes: ``pread`` on plain files, pyfaidx (Bio.bgzf) on bgzip ones."""
+        """This process's reader of raw text: a seek and read on plain files, pyfaidx (Bio.bgzf) on bgzip ones."""
         if self._reader_fn is None or self._pid != os.getpid():
             self.records  # noqa: B018  (builds the index first)
             if self._gzi is None:
@@ -253,9 +254,14 @@ def write_regular_copy(src: Path, dst: Path, line_bases: int = LINE_BASES) -> li
     Returns the ``.fai`` records of the copy; header lines keep only the record name.
     """
     names: dict[str, int] = {}
-    with atomic_open(dst, "wb") as out:
+    quiet = src.stat().st_size < 64 << 20
+    with (
+        atomic_open(dst, "wb") as out,
+        tqdm(unit="B", unit_scale=True, desc=f"copying {src.name}", disable=quiet) as bar,
+    ):
         writer = FastaWriter(out, line_bases)
         for name, line, bases in iter_fasta(src):
+            bar.update(len(bases))
             if names.get(name, line) != line:
                 raise ValueError(f"{src}: record name {name!r} appears twice (lines {names[name]:,} and {line:,})")
             if name not in names:

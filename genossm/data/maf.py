@@ -159,6 +159,8 @@ def maf_to_fasta(
     maf, out_dir = Path(maf), Path(out_dir)
     if not maf.is_file():
         raise FileNotFoundError(f"alignment {maf} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output folder {out_dir} is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".maf2fasta-") as scratch_dir:
         blocks, species, skipped = _collect(maf, Path(scratch_dir), reference)

@@ -7,7 +7,7 @@
   starts at ``start_seqlen`` and doubles stage by stage up to the target; the batch shrinks so that tokens per step
   stay constant. The warm-up takes ``fraction`` of the steps, shared equally by its stages (the first stage takes the
   remainder); the rest of training runs at the target. Explicit ``(seqlen, steps)`` stages may be given instead.
-- **Determinism.** Item ``i`` draws from ``numpy.random.default_rng([seed, stream, i])``, so items do not depend on
+- **Determinism.** Item ``i`` draws from ``numpy.random.default_rng([seed, 0, i])`` only, so items do not depend on
   the number of workers, and resuming at step k is starting the sampler at k.
 """
 
@@ -23,14 +23,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .genome import Genome
 from .intervals import IS_BASE, Window, WindowPlacer, fetch_window, fetch_windows, non_base_fraction
 
-TRAIN_STREAM, VALID_STREAM = 0, 1
 MAX_TRIES = 64
 IGNORE_INDEX = -100
 
 
-def step_rng(seed: int, step: int, stream: int = TRAIN_STREAM) -> np.random.Generator:
-    """The random generator of one step of one stream (training, validation...)."""
-    return np.random.default_rng([seed, stream, step])
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The random generator of training step ``step``: all its randomness, and nothing else's."""
+    return np.random.default_rng([seed, 0, step])
 
 
 def step_shape(seqlen: int, tokens_per_step: int, max_tokens_per_micro_batch: int) -> tuple[int, int]:
@@ -124,7 +123,7 @@ def filtered_windows(genome: Genome, placer: WindowPlacer, n: int, max_non_base:
     if not good:
         raise ValueError(
             f"{genome.path}: no window of {placer.length:,} bases with at most {max_non_base:.0%} N or padding "
-            "in the held-out intervals"
+            "in the valid / held-out intervals"
         )
     return [good[i] for i in np.linspace(0, len(good) - 1, min(n, len(good))).round().astype(int)]
 

@@ -4,7 +4,7 @@ import gzip
 import os
 
 import pytest
-from conftest import bgzip, fasta_text, write_fasta
+from fasta_files import bgzip, fasta_text, three_records, write_fasta
 
 from genossm.data.genome import Genome, iter_record_chunks
 from genossm.data.intervals import read_bed
@@ -62,7 +62,8 @@ def test_empty_records_are_kept_with_length_zero(tmp_path, cache):
 
 
 @pytest.mark.parametrize("kind", ["gzip", "bgzip"])
-def test_truncated_compressed_file(tmp_path, cache, records, kind):
+def test_truncated_compressed_file(tmp_path, cache, kind):
+    records = three_records()
     text = fasta_text(records)
     data = gzip.compress(text) if kind == "gzip" else bgzip(text)
     path = tmp_path / "cut.fa.gz"
@@ -71,14 +72,16 @@ def test_truncated_compressed_file(tmp_path, cache, records, kind):
         open_genome(path)
 
 
-def test_bgzip_without_end_marker(tmp_path, cache, records):
+def test_bgzip_without_end_marker(tmp_path, cache):
+    records = three_records()
     path = tmp_path / "noeof.fa.gz"
     path.write_bytes(bgzip(fasta_text(records))[:-28])
     with pytest.raises(ValueError, match="end-of-file marker is missing"):
         open_genome(path)
 
 
-def test_other_compressions_and_misleading_names(tmp_path, cache, records):
+def test_other_compressions_and_misleading_names(tmp_path, cache):
+    records = three_records()
     (tmp_path / "x.fa.bz2").write_bytes(b"BZh91AY&SY" + b"\x00" * 20)
     with pytest.raises(ValueError, match="bzip2-compressed"):
         open_genome(tmp_path / "x.fa.bz2")
@@ -98,7 +101,8 @@ def test_unknown_characters_become_unk_or_a_strict_error(tmp_path, cache):
         list(iter_record_chunks(path, 100, strict=True))
 
 
-def test_fetch_outside_a_record_or_of_a_missing_record(tmp_path, records):
+def test_fetch_outside_a_record_or_of_a_missing_record(tmp_path):
+    records = three_records()
     genome = open_genome(write_fasta(tmp_path / "g.fa", records))
     with pytest.raises(ValueError, match=r"g.fa: record chr2: interval \[50, 62\) is outside the record \(length 61\)"):
         genome.fetch("chr2", 50, 62)
@@ -114,14 +118,16 @@ def test_missing_or_unreadable_paths(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path, records):
+def test_unreadable_file(tmp_path):
+    records = three_records()
     path = write_fasta(tmp_path / "secret.fa", records)
     path.chmod(0)
     with pytest.raises(PermissionError, match="cannot read .*secret.fa: permission denied"):
         open_genome(path)
 
 
-def test_unwritable_cache_is_one_clear_error(tmp_path, records):
+def test_unwritable_cache_is_one_clear_error(tmp_path):
+    records = three_records()
     path = write_fasta(tmp_path / "c.fa.gz", records)
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the cache folder should be")
@@ -148,7 +154,8 @@ def test_bed_errors_name_the_line(tmp_path):
         read_bed(tmp_path / "nope.bed", lengths)
 
 
-def test_window_longer_than_every_record(tmp_path, records):
+def test_window_longer_than_every_record(tmp_path):
+    records = three_records()
     path = write_fasta(tmp_path / "short.fa", records)
     config = LMDataConfig(fasta=path, seqlen=1000, tokens_per_step=1000)
     with pytest.raises(ValueError, match=r"windows of 1,000 bases \(\+1 for the last label\) are longer than every"):

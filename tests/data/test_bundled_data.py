@@ -4,7 +4,7 @@ import hashlib
 import re
 
 import pytest
-from conftest import REPO
+from fasta_files import REPO
 
 from genossm.data.datamodules import GenomeLMDataModule, SpeciesDataModule
 from genossm.data.genome import Genome

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from conftest import random_bases, write_fasta
+from fasta_files import random_bases, write_fasta
 
 from genossm.cli.main import main
 

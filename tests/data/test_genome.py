@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import random_bases, write_fasta
+from fasta_files import random_bases, three_records, write_fasta
 
 from genossm.data.faidx import read_fai, scan_index
 from genossm.data.fasta import iter_fasta, read_chunks
@@ -34,19 +34,22 @@ def check_all_intervals(genome: Genome, records: dict[str, bytes], rng: np.rando
         ("bgzip.fa.bgz.gz", 50, b"\n"),  # written as bgzip (the helper strips .bgz)
     ],
 )
-def test_fetch_equals_the_written_sequence(tmp_path, cache, records, filename, width, newline):
+def test_fetch_equals_the_written_sequence(tmp_path, cache, filename, width, newline):
+    records = three_records()
     path = write_fasta(tmp_path / filename, records, width, newline)
     check_all_intervals(Genome(path), records, np.random.default_rng(2))
 
 
-def test_gzip_copy_goes_to_the_cache_and_the_index_beside_plain_files(tmp_path, cache, records):
+def test_gzip_copy_goes_to_the_cache_and_the_index_beside_plain_files(tmp_path, cache):
+    records = three_records()
     assert Genome(write_fasta(tmp_path / "g.fa.gz", records)).names
     assert list(cache.glob("g.fa.gz-*/g.fa.regular.fa.fai"))
     assert Genome(write_fasta(tmp_path / "p.fa", records)).names
     assert (tmp_path / "p.fa.fai").is_file()
 
 
-def test_read_only_folder_puts_the_index_in_the_cache(tmp_path, cache, records, monkeypatch):
+def test_read_only_folder_puts_the_index_in_the_cache(tmp_path, cache, monkeypatch):
+    records = three_records()
     path = write_fasta(tmp_path / "ro.bgz.gz", records)
     monkeypatch.setattr("genossm.data.genome.os.access", lambda *args: False)
     genome = Genome(path)
@@ -55,7 +58,8 @@ def test_read_only_folder_puts_the_index_in_the_cache(tmp_path, cache, records, 
     assert {p.suffix for p in cache.glob("ro.gz-*/*")} == {".fai", ".gzi"}
 
 
-def test_stale_index_is_rebuilt(tmp_path, cache, records):
+def test_stale_index_is_rebuilt(tmp_path, cache):
+    records = three_records()
     path = write_fasta(tmp_path / "s.fa", records)
     assert Genome(path).names
     records["chr1"] = records["chr1"][:500]
@@ -65,7 +69,8 @@ def test_stale_index_is_rebuilt(tmp_path, cache, records):
     assert Genome(path).length("chr1") == 500
 
 
-def test_index_matches_samtools_layout(tmp_path, records):
+def test_index_matches_samtools_layout(tmp_path):
+    records = three_records()
     path = write_fasta(tmp_path / "x.fa", records, width=60)
     entries = scan_index(path)
     offsets = [entry.offset for entry in entries]
@@ -109,7 +114,8 @@ def test_trailing_blank_lines_keep_the_file_in_place(tmp_path, cache):
     assert not cache.exists() and decode(genome.fetch("y", 0, 4)) == "GGGG"
 
 
-def test_genome_is_picklable_and_reopens_lazily(tmp_path, records):
+def test_genome_is_picklable_and_reopens_lazily(tmp_path):
+    records = three_records()
     genome = Genome(write_fasta(tmp_path / "p.fa", records))
     before = genome.fetch("chr1", 10, 20)
     copy = pickle.loads(pickle.dumps(genome))
@@ -117,7 +123,8 @@ def test_genome_is_picklable_and_reopens_lazily(tmp_path, records):
 
 
 @pytest.mark.parametrize("name", ["stream.fa", "stream.fa.gz", "stream.bgz.gz"])
-def test_record_chunks_stream_every_record(tmp_path, cache, records, name):
+def test_record_chunks_stream_every_record(tmp_path, cache, name):
+    records = three_records()
     path = write_fasta(tmp_path / name, records, width=33)
     chunks = list(iter_record_chunks(path, 100))
     assert all(len(c.tokens) == 100 for c in chunks if c.offset + 100 < len(records[c.name]))
@@ -128,7 +135,8 @@ def test_record_chunks_stream_every_record(tmp_path, cache, records, name):
     assert {n: decode(t) for n, t in iter_records(path)} == {k: v.decode().upper() for k, v in records.items()}
 
 
-def test_fai_written_by_other_tools_is_used(tmp_path, records):
+def test_fai_written_by_other_tools_is_used(tmp_path):
+    records = three_records()
     path = write_fasta(tmp_path / "t.fa", records)
     assert Genome(path).names
     fai = path.with_name("t.fa.fai")

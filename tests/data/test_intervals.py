@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import write_fasta
+from fasta_files import write_fasta
 
 from genossm.data.genome import Genome
 from genossm.data.intervals import (

@@ -6,7 +6,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import random_bases, write_fasta
+from fasta_files import random_bases, write_fasta
 
 from genossm.data.datamodules import GenomeLMDataModule
 from genossm.data.lm import LMDataConfig

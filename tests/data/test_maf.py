@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 from Bio import AlignIO
-from conftest import SHARED
+from fasta_files import SHARED
 
 from genossm.cli.main import main
 from genossm.data.genome import Genome

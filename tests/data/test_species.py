@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import random_bases, write_fasta
+from fasta_files import random_bases, write_fasta
 
 from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome

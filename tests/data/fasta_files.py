@@ -1,11 +1,11 @@
-"""Tiny FASTA files written by the tests, with the sequences they hold."""
+"""Helpers of the data tests: tiny FASTA files and the sequences they hold (not a conftest: its name must not
+shadow tests/conftest.py, which other tests import from)."""
 
 import gzip
 import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 from Bio.bgzf import BgzfWriter
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -48,15 +48,7 @@ def write_fasta(path: Path, records: dict[str, bytes], width: int = 60, newline:
     return path
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A private cache folder for indexes and decompressed copies."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("GENOSSM_CACHE", str(folder))
-    return folder
-
-
-@pytest.fixture
-def records():
+def three_records() -> dict[str, bytes]:
+    """Three records: 1000 bases, and 61 and 60 (one line more or exactly one line)."""
     rng = np.random.default_rng(0)
     return {"chr1": random_bases(rng, 1000), "chr2": random_bases(rng, 61), "chr3": random_bases(rng, 60)}
