@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -34,6 +35,7 @@ from .infer import WindowClassifier
 from .kmer import KmerBaseline
 from .metrics import evaluate, plot_confusion
 from .module import ClassifierModule
+from .run_data import build_data, heldout_regions, heldout_windows, kmer_training_windows, region_chunks
 
 SUMMARY_NAME = "summary.json"
 # Options a resumed run may change: how long it trains and where it runs, not what it learns from.
@@ -156,8 +158,6 @@ def compare_reading_modes(
 ) -> dict[str, Any]:
     """Window accuracy on held-out regions tiled by windows, each window read alone (windowed) or with the state
     carried from the windows before it (stateful): the same windows, with and without the context before them."""
-    from .run_data import region_chunks
-
     result: dict[str, Any] = {"regions": len(regions), "bases": sum(len(r[2]) for r in regions)}
     for mode in ("windowed", "stateful"):
         engine = WindowClassifier(model, stateful=mode == "stateful", batch_tokens=batch_tokens, per_window=True)
@@ -172,12 +172,11 @@ def compare_reading_modes(
 
 def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     """Train (or resume), save OUTPUT/model, evaluate on held-out windows; returns the summary (None off rank 0)."""
-    from .run_data import build_data, heldout_regions, heldout_windows, kmer_training_windows
-
     if not opts.classes:
         raise ValueError("--classes is required: a folder with one FASTA per class, or a TSV manifest")
     data, labels = build_data(opts)
     run, checkpoint = open_run(opts)
+    torch.manual_seed(opts.seed)
     module, source = build_module(opts, labels)
     trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
     start = time.perf_counter()
