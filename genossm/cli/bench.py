@@ -12,6 +12,7 @@ BENCHMARKS = {
     "data": ("genossm.bench.data", "DataBenchOptions", "data loading: tokenised LM steps per second, one core"),
     "ssd": ("genossm.bench.ssd", "SSDBenchOptions", "Mamba-2 SSD scan: Triton kernels vs mamba_ssm vs PyTorch"),
     "ssd-stages": ("genossm.bench.ssd_stages", "SSDStagesOptions", "SSD Triton kernels one by one, tile variants"),
+    "classify": ("genossm.bench.classify", "ClassifyBenchOptions", "genossm classify: bases per second end to end"),
 }
 
 

@@ -12,8 +12,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("genossm.cli.pretrain", "next-base pretraining on a genome (Lightning)"),
     "scale": ("genossm.cli.scale", "a series of pretraining runs (length or size) with its table and plots"),
+    "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
+    "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
+    "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput, data loading"),
+    "bench": ("genossm.cli.bench", "benchmarks: model, kernels, data loading, classification throughput"),
 }
 
 

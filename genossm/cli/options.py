@@ -93,14 +93,17 @@ def _required(field: dataclasses.Field) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
-def resolve_options(cls: type[T], args: argparse.Namespace, config: str | Path | None = None) -> T:
-    """Options from the YAML ``config`` (if any), overridden by the flags given on the command line.
+def resolve_options(
+    cls: type[T], args: argparse.Namespace, config: str | Path | None = None, base: dict[str, Any] | None = None
+) -> T:
+    """Options from ``base`` (a resumed run's saved options), then the YAML ``config``, then the flags given.
 
     Flags not given on the command line are absent from ``args`` (their argparse default is SUPPRESS), so a value
     from the file is only replaced by a flag the user typed.
     """
     values = read_yaml(config) if config else {}
     check_keys(cls, values, str(config))  # check the file alone first, so errors name it
+    values = {**(base or {}), **values}
     names = {f.name for f in dataclasses.fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     return build_options(cls, values, "command line")

@@ -76,6 +76,7 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
         self.labels = list(labels)
         self.pooling = pooling
         self.tokens: list[str] | None = None
+        self.seqlen: int | None = None  # the window length it was trained on, saved beside the weights when set
         self.backbone = MixerModel(config, initializer_cfg, device=device, dtype=dtype)
         self.classifier = nn.Linear(config.d_model, len(labels), device=device, dtype=dtype)
 
@@ -98,8 +99,8 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
         return self.classifier(self.pool(self.backbone(input_ids, states), mask))
 
     def metadata(self) -> dict[str, Any]:
-        """genossm.json of a classifier: the labels and the pooling as well."""
-        return {**super().metadata(), "labels": self.labels, "pooling": self.pooling}
+        """genossm.json of a classifier: the labels, the pooling and the training window length as well."""
+        return {**super().metadata(), "labels": self.labels, "pooling": self.pooling, "seqlen": self.seqlen}
 
 
 Model = MambaLMHeadModel | MambaForSequenceClassification
@@ -115,6 +116,7 @@ def from_pretrained(
         model: Model = MambaLMHeadModel(config)
     elif task == "classification":
         model = MambaForSequenceClassification(config, meta["labels"], meta.get("pooling", "mean"))
+        model.seqlen = meta.get("seqlen")
     else:
         raise ValueError(f"{path}: unknown task {task!r} in genossm.json")
     model.tokens = meta.get("tokens")

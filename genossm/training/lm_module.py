@@ -8,13 +8,10 @@ loss instead of training on.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import resource
 import time
 from dataclasses import asdict
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,42 +19,14 @@ from torch import Tensor
 from genossm.models import MambaConfig, MambaLMHeadModel
 
 from .memory import MemoryPlan
-from .optim import OptimConfig, build_optimizer
+from .optim import OptimConfig
 from .segmented import segmented_lm_backward
+from .step_module import MicroBatchModule, peak_memory_gib, shard_for_rank
 
 IGNORE_INDEX = -100
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; carries where it happened."""
-
-    def __init__(self, step: int, micro_batch: int, value: float) -> None:
-        super().__init__(f"loss is {value} at optimizer step {step} (data item {step}, micro-batch {micro_batch})")
-        self.step, self.micro_batch = step, micro_batch
-
-
-def shard_for_rank(x: Tensor, rank: int, world: int) -> Tensor:
-    """This rank's share of a (n_micro, micro_batch, ...) step: split micro-batches, else sequences."""
-    if world == 1:
-        return x
-    if x.shape[0] % world == 0:
-        return x[rank::world]
-    if x.shape[1] % world == 0:
-        return x[:, rank::world]
-    raise ValueError(
-        f"a step of {x.shape[0]} micro-batches of {x.shape[1]} sequences cannot be split over {world} devices; "
-        "choose --tokens-per-step so that the sequences per step are a multiple of --devices"
-    )
-
-
-def peak_memory_gib(device: torch.device) -> float:
-    """Peak memory so far: allocated CUDA memory, or the process's maximum resident set on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-class LMPretrainModule(L.LightningModule):
+class LMPretrainModule(MicroBatchModule):
     """Causal next-base language modelling over a :class:`MambaLMHeadModel`."""
 
     def __init__(
@@ -70,7 +39,6 @@ class LMPretrainModule(L.LightningModule):
         self.optim = OptimConfig(**optim)
         self.memory = MemoryPlan(**(memory or {}))
         self.model.backbone.gradient_checkpointing = self.memory.checkpoint
-        self.automatic_optimization = False
         self._val_sums: list[Tensor] = []
 
     def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -84,18 +52,12 @@ class LMPretrainModule(L.LightningModule):
         )
         return loss, (labels != IGNORE_INDEX).sum()
 
-    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
-        """Skip the gradient all-reduce on all but the last micro-batch of a step (DDP)."""
-        wrapped = self.trainer.strategy.model
-        return contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         start = time.perf_counter()
         rank, world = self.global_rank, self.trainer.world_size
         input_ids = shard_for_rank(batch["input_ids"], rank, world)
         labels = shard_for_rank(batch["labels"], rank, world)
         count = (labels != IGNORE_INDEX).sum().clamp(min=1)
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         total = torch.zeros((), device=self.device)
         segmented = self.memory.mode == "segmented" and input_ids.shape[-1] > self.memory.segment_len
         if segmented and world > 1:
@@ -104,17 +66,13 @@ class LMPretrainModule(L.LightningModule):
             if segmented:
                 loss = segmented_lm_backward(self.model, input_ids[i], labels[i], self.memory.segment_len, 1 / count)
             else:
-                with self._no_sync(last=i == input_ids.shape[0] - 1):
+                with self.sync_context(last=i == input_ids.shape[0] - 1):
                     loss, _ = self.summed_loss(input_ids[i], labels[i])
                     if torch.isfinite(loss):
                         self.manual_backward(loss / count)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(self.global_step, i, float(loss.detach()))
+            self.check_finite(loss, i)
             total += loss.detach()
-        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        lr = self.update()
 
         mean = total / count
         seconds = time.perf_counter() - start
@@ -126,7 +84,7 @@ class LMPretrainModule(L.LightningModule):
         )
         self.log_dict(
             {
-                "train/lr": scheduler.get_last_lr()[0],
+                "train/lr": lr,
                 "train/tokens_per_s": tokens / seconds,
                 "train/seqlen": float(input_ids.shape[-1]),
                 "train/peak_mem_gib": peak_memory_gib(self.device),
@@ -153,10 +111,6 @@ class LMPretrainModule(L.LightningModule):
             prog_bar=True,
             rank_zero_only=True,
         )
-
-    def configure_optimizers(self) -> dict:
-        optimizer, scheduler = build_optimizer(self.model, self.optim)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @classmethod
     def create(

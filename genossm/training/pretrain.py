@@ -18,10 +18,11 @@ from genossm.data.tokenizer import TOKENS, VOCAB_SIZE
 from genossm.fileio import atomic_write_text
 from genossm.presets import model_config
 
-from .lm_module import LMPretrainModule, NonFiniteLossError
+from .lm_module import LMPretrainModule
 from .memory import MemoryPlan
 from .optim import OptimConfig
 from .run_dir import RunDir, default_output
+from .step_module import NonFiniteLossError
 from .trainer import HardwareOptions, build_trainer
 
 

@@ -74,6 +74,17 @@ class RunDir:
         checkpoint = torch.load(self.last_checkpoint, map_location="cpu", weights_only=False, mmap=True)
         return self.last_checkpoint, int(checkpoint["global_step"])
 
+    def check_resumable(self, options: dict, changeable: set[str]) -> None:
+        """A resumed run keeps its settings: only the ``changeable`` ones (steps, hardware...) may differ."""
+        saved = self.saved_options()
+        changed = sorted(k for k in options if k not in changeable and k in saved and saved[k] != options[k])
+        if changed:
+            diffs = "; ".join(f"{k}: {saved[k]!r} -> {options[k]!r}" for k in changed)
+            raise ValueError(
+                f"cannot resume {self.path} with other settings than its {CONFIG_NAME} ({diffs}); "
+                "start a new --output for a different run"
+            )
+
     def save_options(self, text: str) -> None:
         """Write the resolved options (YAML)."""
         atomic_write_text(self.config, text)

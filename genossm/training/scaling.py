@@ -1,6 +1,6 @@
 """``genossm scale``: a series of pretraining runs (over length or model size) and its table and plots.
 
-A series file (configs/runs/scaling-*.yaml) holds ``base`` options shared by every run and a list of ``runs`` that
+A series file (configs/series/*.yaml) holds ``base`` options shared by every run and a list of ``runs`` that
 override them. Each run trains in ``OUTPUT/<run name>``; a run that already finished (its summary.json exists) is
 not trained again, so an interrupted series continues where it stopped. Results go to ``OUTPUT/results.{json,md}``
 and plots, and optionally into a results document of the repository.
@@ -26,7 +26,7 @@ from .pretrain import PretrainOptions, pretrain
 class ScaleOptions:
     """Options of ``genossm scale``."""
 
-    series: str = option(None, "series preset name (configs/runs) or YAML file with 'base' and 'runs'")
+    series: str = option(None, "series preset name (configs/series) or YAML file with 'base' and 'runs'")
     output: Path = option(Path("runs/scale"), "folder of the series: one sub-folder per run, results beside them")
     data: Path | None = option(None, "FASTA for every run (overrides the series; default: the series' or the sample)")
     max_steps: int | None = option(None, "override every run's step count (e.g. a quick look)")
@@ -40,7 +40,7 @@ def run_name(overrides: dict) -> str:
 
 def load_series(name_or_path: str) -> tuple[str, dict, list[dict], str]:
     """(title, base options, per-run overrides, x axis) of a series file."""
-    path = resolve_preset(name_or_path, "runs")
+    path = resolve_preset(name_or_path, "series")
     spec = read_yaml(path)
     unknown = sorted(set(spec) - {"title", "base", "runs", "x"})
     if unknown or not spec.get("runs"):

@@ -63,6 +63,8 @@ def build_trainer(
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run.path, name="tensorboard", version=""))
+    # Manual optimisation: a checkpoint holds the state after the step it is taken at, which is what resuming needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     checkpoints = ModelCheckpoint(
         dirpath=run.checkpoints,
         filename="{step}",

@@ -113,10 +113,11 @@ def test_save_and_load_round_trip(tmp_path, mixer):
 
 def test_classifier_round_trip(tmp_path):
     model = MambaForSequenceClassification(MambaConfig(**CONFIGS["Mamba1"]), ["Hsap", "Ptro", "Ggor"], "last")
+    model.seqlen = 1024
     model.save_pretrained(tmp_path / "clf")
     loaded = genossm.from_pretrained(tmp_path / "clf")
     assert isinstance(loaded, MambaForSequenceClassification)
-    assert loaded.labels == ["Hsap", "Ptro", "Ggor"] and loaded.pooling == "last"
+    assert loaded.labels == ["Hsap", "Ptro", "Ggor"] and loaded.pooling == "last" and loaded.seqlen == 1024
     ids = torch.randint(0, 12, (2, 10))
     with torch.no_grad():
         assert torch.equal(model(ids), loaded(ids))

@@ -9,9 +9,10 @@ from torch.utils.data import Dataset
 
 from genossm.models import MambaConfig
 from genossm.training.csv_log import AppendingCSVLogger
-from genossm.training.lm_module import LMPretrainModule, NonFiniteLossError, shard_for_rank
+from genossm.training.lm_module import LMPretrainModule
 from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig, parameter_groups, warmup_cosine
+from genossm.training.step_module import NonFiniteLossError, shard_for_rank
 
 TINY = MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"d_state": 4})
 

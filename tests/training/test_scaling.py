@@ -44,7 +44,7 @@ def test_series_runs_and_reports(tmp_path, capsys):
     assert "=== tiny series: run" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", preset_names("runs"))
+@pytest.mark.parametrize("name", preset_names("series"))
 def test_shipped_series_parse(name):
     _, _, runs, x_axis = load_series(name)
     assert runs and x_axis in ("seqlen", "params")

@@ -1,0 +1,209 @@
+"""A fine-tuning run: options, training, the saved classifier, and its held-out evaluation beside a k-mer baseline.
+
+OUTPUT/ holds what every genossm run holds (genossm/training/run_dir.py: config.yaml, metrics.csv, checkpoints/,
+model/) and, after training, ``summary.json`` (held-out metrics of the model and of the k-mer baseline on the same
+windows) and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+
+from genossm.cli.options import dump_options, option
+from genossm.data.genome import Genome
+from genossm.data.intervals import Interval
+from genossm.fileio import atomic_write_text
+from genossm.models import MambaForSequenceClassification
+from genossm.presets import model_config
+from genossm.training.memory import MemoryPlan
+from genossm.training.optim import OptimConfig
+from genossm.training.run_dir import RunDir, default_output
+from genossm.training.trainer import HardwareOptions, build_trainer
+
+from .checkpoints import init_config, init_from
+from .infer import WindowClassifier
+from .kmer import KmerBaseline
+from .metrics import evaluate, plot_confusion
+from .module import ClassifierModule
+from .run_data import build_data, heldout_regions, heldout_windows, kmer_training_windows, region_chunks
+
+SUMMARY_NAME = "summary.json"
+# Options a resumed run may change: how long it trains and where it runs, not what it learns from.
+RESUMABLE = {"max_steps", "devices", "strategy", "precision", "val_every", "checkpoint_every", "num_workers", "resume"}
+
+
+@dataclass
+class ClassifierTrainingOptions(HardwareOptions):
+    """How a classifier is trained and evaluated (shared by ``genossm finetune`` and ``genossm study``)."""
+
+    model: str = option("mamba1-1.4m", "model preset name or config file (ignored with --init: its architecture)")
+    pooling: Literal["mean", "last"] = option("mean", "how the hidden states of a window become one vector")
+    head_only: bool = option(False, "train the classification head only, with the backbone frozen")
+    max_steps: int = option(1000, "optimizer steps")
+    tokens_per_step: int = option(1 << 18, "tokens per optimizer step (windows per step = this / seqlen, at least 1)")
+    max_tokens_per_micro_batch: int = option(1 << 18, "most tokens in one forward pass (more: gradient accumulation)")
+    lr: float = option(6e-4, "peak learning rate (AdamW, linear warm-up then cosine decay)")
+    warmup_steps: int = option(100, "learning-rate warm-up steps (at most a tenth of --max-steps)")
+    weight_decay: float = option(0.1, "AdamW weight decay (not on biases, norms, embeddings)")
+    memory: Literal["plain", "checkpoint"] = option("plain", "checkpoint: recompute each block in the backward")
+    rc_aug: bool = option(True, "reverse-complement each training window with probability 1/2")
+    max_n_fraction: float = option(0.1, "windows with a larger fraction of N are not used")
+    heldout_fraction: float = option(0.1, "share at the end of every record held out (without a BED split)")
+    eval_windows: int = option(256, "held-out windows per class (validation and final evaluation)")
+    eval_bases: int = option(1 << 24, "at most this many held-out bases per class (at least 16 windows)")
+    compare_modes: bool = option(True, "also classify the held-out regions window by window and stateful")
+    kmer_k: int = option(5, "k of the k-mer baseline")
+    kmer_windows: int = option(256, "training windows per class for the k-mer baseline")
+    val_every: int = option(200, "validation every this many steps")
+    checkpoint_every: int = option(200, "checkpoint every this many steps")
+    num_workers: int = option(0, "data loader worker processes")
+    seed: int = option(0, "seed of the initialisation and of the training windows")
+
+
+@dataclass
+class FinetuneOptions(ClassifierTrainingOptions):
+    """Options of ``genossm finetune``."""
+
+    classes: Path | None = option(
+        None, "a folder with one FASTA per class (stem = label), or a TSV label<TAB>fasta[<TAB>bed]"
+    )
+    seqlen: int = option(1024, "window length L in bases")
+    init: Path | None = option(None, "start from this model directory (genossm LM or classifier, or mamba_ssm)")
+    output: Path | None = option(None, "run folder (default runs/finetune-DATE-TIME); must be new unless --resume")
+    resume: bool = option(False, "continue the run in --output from its last checkpoint")
+
+
+def options_dict(opts: Any) -> dict[str, Any]:
+    """The options as saved in config.yaml (plain YAML values)."""
+    return yaml.safe_load(dump_options(opts))
+
+
+def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
+    """Claim a new run folder, or check a resumed one; returns it and the checkpoint to resume from.
+
+    Under multi-GPU data parallelism every process runs this; only the first one (rank 0) writes.
+    """
+    run = RunDir(opts.output or default_output("finetune"))
+    opts.output = run.path
+    writer = rank_zero_only.rank == 0
+    if not opts.resume:
+        if writer:
+            run.create()
+            run.save_options(dump_options(opts))
+        return run, None
+    run.check_resumable(options_dict(opts), RESUMABLE)
+    if writer:
+        run.save_options(dump_options(opts))
+    if not run.last_checkpoint.is_file():
+        warnings.warn(f"{run.path} has no checkpoint yet: training starts from step 0", stacklevel=2)
+        return run, None
+    checkpoint, _ = run.resume_point()
+    return run, checkpoint
+
+
+def build_module(opts: FinetuneOptions, labels: list[str]) -> tuple[ClassifierModule, str]:
+    """The module to train, and where its weights come from ('scratch' or the --init directory)."""
+    from genossm.data.tokenizer import TOKENS
+
+    config = init_config(opts.init) if opts.init else model_config(opts.model)
+    optim = OptimConfig(
+        lr=opts.lr,
+        warmup_steps=min(opts.warmup_steps, max(1, opts.max_steps // 10)),
+        max_steps=opts.max_steps,
+        weight_decay=opts.weight_decay,
+    )
+    module = ClassifierModule.create(
+        config, labels, optim, opts.pooling, list(TOKENS), opts.seqlen, opts.head_only, MemoryPlan(opts.memory)
+    )
+    source = init_from(module.model, opts.init) if opts.init else "scratch"
+    return module, source
+
+
+def evaluate_classifier(
+    classifier: WindowClassifier,
+    held_out: tuple[np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray],
+    kmer_k: int,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Metrics of the model and of the k-mer baseline on the same held-out windows; writes confusion.png."""
+    labels = classifier.labels
+    windows, truth = held_out
+    start = time.perf_counter()
+    predicted = classifier.classify_windows(windows).argmax(-1)
+    model_eval = evaluate(truth, predicted, labels)
+    seconds = time.perf_counter() - start
+    plot_confusion(model_eval, out_dir / "confusion.png", title=f"L = {windows.shape[1]:,}: {model_eval.summary()}")
+    baseline = KmerBaseline(kmer_k).fit(*train)
+    kmer_eval = evaluate(truth, baseline.predict(windows), labels)
+    return {
+        "model": model_eval.to_dict(),
+        "kmer": {**kmer_eval.to_dict(), "k": kmer_k, "train_windows": len(train[1])},
+        "eval_seconds": seconds,
+    }
+
+
+def compare_reading_modes(
+    model: MambaForSequenceClassification, regions: list[tuple[int, Genome, Interval]], batch_tokens: int
+) -> dict[str, Any]:
+    """Window accuracy on held-out regions tiled by windows, each window read alone (windowed) or with the state
+    carried from the windows before it (stateful): the same windows, with and without the context before them."""
+    result: dict[str, Any] = {"regions": len(regions), "bases": sum(len(r[2]) for r in regions)}
+    for mode in ("windowed", "stateful"):
+        engine = WindowClassifier(model, stateful=mode == "stateful", batch_tokens=batch_tokens, per_window=True)
+        truth, predicted = [], []
+        for (label, _, _), record in zip(regions, engine.predict(region_chunks(regions)), strict=True):
+            classified = [w.probs for w in record.detail or [] if w.probs is not None]
+            truth += [label] * len(classified)
+            predicted += [int(np.argmax(p)) for p in classified]
+        result[mode] = evaluate(np.array(truth), np.array(predicted), engine.labels).to_dict()
+    return result
+
+
+def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
+    """Train (or resume), save OUTPUT/model, evaluate on held-out windows; returns the summary (None off rank 0)."""
+    if not opts.classes:
+        raise ValueError("--classes is required: a folder with one FASTA per class, or a TSV manifest")
+    data, labels = build_data(opts)
+    run, checkpoint = open_run(opts)
+    torch.manual_seed(opts.seed)
+    module, source = build_module(opts, labels)
+    trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+    train_seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return None
+    module.model.save_pretrained(run.model)
+    classifier = WindowClassifier(module.model, batch_tokens=max(opts.tokens_per_step, opts.seqlen))
+    held_out, train = heldout_windows(data), kmer_training_windows(data, opts.kmer_windows)
+    summary = {
+        "labels": labels,
+        "seqlen": opts.seqlen,
+        "init": source,
+        "steps": trainer.global_step,
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "train_seconds": train_seconds,
+        **evaluate_classifier(classifier, held_out, train, opts.kmer_k, run.path),
+    }
+    if opts.compare_modes:
+        regions = heldout_regions(data, opts.seqlen, opts.eval_bases)
+        summary["reading_modes"] = compare_reading_modes(module.model, regions, classifier.batch_tokens)
+    atomic_write_text(run.path / SUMMARY_NAME, json.dumps(summary, indent=2))
+    return summary
+
+
+def read_summary(run: Path) -> dict[str, Any] | None:
+    """The summary.json of a finished run, or None."""
+    path = Path(run) / SUMMARY_NAME
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,372 @@
+"""Classifying every record of a genome: windows of the model's length, batched, aggregated per record and per file.
+
+**Windowed mode** (default): each window is classified on its own, from a zero state. Windows of all records are
+batched together (full windows with full windows; short records padded to the next power of two, with a mask so
+pooling ignores the padding), at about ``batch_tokens`` tokens per forward.
+
+**Stateful mode**: the windows of a record tile it (stride = window) and the recurrent state is carried from one
+window to the next, so every window is classified with the whole record before it as context, while memory stays
+that of one forward of ``batch_tokens`` tokens. A record is read in pieces of a whole number of windows; each
+window's hidden states are pooled on their own. This equals one forward over the whole record, cut into windows
+afterwards (exactly, for a recurrent model). Records no longer than a window are the same in both modes and go
+through the batched path.
+
+**Aggregation**: a record's probabilities are the mean of its windows' class probabilities, each window weighted by
+its number of A/C/G/T bases (a short or mostly-N window counts less); the file's are the same mean over all windows
+of all records. Windows more than ``max_n_fraction`` N are not classified (and not counted); a record without any
+other window gets no label. The label is the class of highest probability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genossm.data.faidx import read_fai
+from genossm.data.genome import RecordChunk, iter_record_chunks
+from genossm.data.tokenizer import N_ID, PAD_ID, TOKENS
+from genossm.models import MambaForSequenceClassification
+
+from .windows import Window, WindowCutter, padded_length
+
+T = TypeVar("T")
+Pending = Callable[[], np.ndarray]  # waits for a forward's class probabilities and returns them
+BASE_IDS = np.array([TOKENS.index(b) for b in "ACGT"])
+
+
+@dataclass
+class WindowPrediction:
+    """One window of a record: bases [start, end), its A/C/G/T count, and class probabilities (None: skipped)."""
+
+    start: int
+    end: int
+    bases: int
+    probs: np.ndarray | None = None
+
+
+@dataclass
+class RecordPrediction:
+    """A record's length, its number of windows and the weighted mean of their probabilities."""
+
+    name: str
+    length: int = 0
+    windows: int = 0  # windows cut from the record
+    used: int = 0  # windows classified (the rest were mostly N)
+    detail: list[WindowPrediction] | None = None  # every window, when asked for
+    pending: int = 0  # windows still waiting in a batch
+    closed: bool = False  # the record has ended: no more windows will come
+    weighted: np.ndarray | None = None  # sum over classified windows of bases * probs
+    weight: int = 0
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """Class probabilities of the record, None when no window was classified."""
+        return None if self.weighted is None or self.weight == 0 else self.weighted / self.weight
+
+    def cut(self, window: WindowPrediction) -> None:
+        """A window of this record was cut (classified or not)."""
+        self.windows += 1
+        if self.detail is not None:
+            self.detail.append(window)
+
+    def add(self, window: WindowPrediction, probs: np.ndarray) -> None:
+        """The probabilities of one of its windows."""
+        window.probs = probs
+        self.used += 1
+        if window.bases:
+            self.weighted = probs * window.bases if self.weighted is None else self.weighted + probs * window.bases
+            self.weight += window.bases
+
+
+def base_counts(tokens: np.ndarray) -> tuple[int, int]:
+    """(A/C/G/T tokens, N tokens) of a window, in one pass."""
+    counts = np.bincount(tokens, minlength=len(TOKENS))
+    return int(counts[BASE_IDS].sum()), int(counts[N_ID])
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None or 'auto' -> the GPU when there is one, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class WindowClassifier:
+    """Streams (record, offset, tokens) chunks through a classifier; yields each record's prediction in order."""
+
+    def __init__(
+        self,
+        model: MambaForSequenceClassification,
+        window: int | None = None,
+        stride: int | None = None,
+        stateful: bool = False,
+        batch_tokens: int = 1 << 20,
+        max_n_fraction: float = 0.5,
+        device: str | torch.device | None = None,
+        bfloat16: bool | None = None,
+        per_window: bool = False,
+    ) -> None:
+        self.window = int(window or model.seqlen or 0)
+        if self.window < 1:
+            raise ValueError("the model records no window length (seqlen); pass --window")
+        self.stride = int(stride or self.window)
+        if stateful and self.stride != self.window:
+            raise ValueError(
+                f"--stateful reads windows that tile each record: the stride must equal the window "
+                f"({self.window}), not {self.stride}"
+            )
+        self.stateful, self.max_n_fraction, self.per_window = stateful, max_n_fraction, per_window
+        self.batch_tokens = max(batch_tokens, self.window)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.bfloat16 = self.device.type == "cuda" if bfloat16 is None else bfloat16
+        self.labels = list(model.labels)
+        self._queue: deque[RecordPrediction] = deque()  # records not yet given out, in file order
+        self._batches: dict[int, list[tuple[RecordPrediction, WindowPrediction, np.ndarray]]] = {}
+        self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
+
+    # -- the model ----------------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, torch.bfloat16) if self.bfloat16 else contextlib.nullcontext()
+
+    def _to_device(self, tokens: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device, non_blocking=True).long()
+
+    @torch.inference_mode()
+    def _forward(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
+        """Probabilities (b, classes) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
+        ids = self._to_device(tokens)
+        mask = None
+        if min(lengths) < tokens.shape[1]:
+            valid = torch.tensor(lengths, device=self.device)
+            mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
+        with self._autocast():
+            logits = self.model(ids, mask)
+        return self._fetch(logits)
+
+    @torch.inference_mode()
+    def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
+        """Probabilities of each window of one piece of a record, continuing from (and updating) ``states``."""
+        full, tail = divmod(len(tokens), self.window)
+        ids = self._to_device(tokens)[None]
+        with self._autocast():
+            hidden = self.model.backbone(ids, states)[0]  # (piece, d_model)
+            pooled = [self.model.pool(hidden[: full * self.window].reshape(full, self.window, -1))] if full else []
+            if tail:
+                pooled.append(self.model.pool(hidden[full * self.window :][None]))
+            logits = self.model.classifier(torch.cat(pooled))
+        return self._fetch(logits)
+
+    def _fetch(self, logits: torch.Tensor) -> Pending:
+        """Start copying the class probabilities to the host; the returned call waits for them (GPU: without
+        blocking the host until then, so it cuts the next windows while the device computes)."""
+        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+        if self.device.type != "cuda":
+            host = probs.numpy()
+            return lambda: host
+        pinned = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
+        pinned.copy_(probs, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return pinned.numpy()
+
+        return wait
+
+    def _defer(self, wait: Pending, apply: Callable[[np.ndarray], None]) -> None:
+        """Apply a batch's results once the next batch is queued (one batch in flight)."""
+        self._inflight.append((wait, apply))
+        self._drain(keep=1)
+
+    def _drain(self, keep: int = 0) -> None:
+        while len(self._inflight) > keep:
+            wait, apply = self._inflight.popleft()
+            apply(wait())
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
+        windows = np.asarray(windows)
+        rows = max(1, self.batch_tokens // windows.shape[1])
+        parts = [
+            self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))()
+            for i in range(0, len(windows), rows)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
+
+    # -- windowed (batched) path ------------------------------------------------------------------------------
+    def _cut(self, record: RecordPrediction, start: int, tokens: np.ndarray) -> tuple[WindowPrediction, bool]:
+        """Record a window of ``record``; whether it is classified (not more than ``max_n_fraction`` N)."""
+        bases, n = base_counts(tokens)
+        prediction = WindowPrediction(start, start + len(tokens), bases)
+        record.cut(prediction)
+        return prediction, n <= self.max_n_fraction * len(tokens)
+
+    def _submit(self, record: RecordPrediction, window: Window) -> None:
+        """Queue a window for the batch of its padded length; run that batch when it is full."""
+        prediction, usable = self._cut(record, window.start, window.tokens)
+        if not usable:
+            return
+        size = padded_length(len(window.tokens), self.window)
+        batch = self._batches.setdefault(size, [])
+        batch.append((record, prediction, window.tokens))
+        record.pending += 1
+        if len(batch) * size >= self.batch_tokens:
+            self._run_batch(size)
+
+    def _run_batch(self, size: int) -> None:
+        batch = self._batches.pop(size, [])
+        if not batch:
+            return
+        tokens = np.full((len(batch), size), PAD_ID, dtype=np.uint8)
+        for row, (_, _, window) in enumerate(batch):
+            tokens[row, : len(window)] = window
+
+        def apply(probs: np.ndarray) -> None:
+            for (record, prediction, _), p in zip(batch, probs, strict=True):
+                record.add(prediction, p)
+                record.pending -= 1
+
+        self._defer(self._forward(tokens, [len(w) for _, _, w in batch]), apply)
+
+    # -- stateful path ------------------------------------------------------------------------------------------
+    def _run_piece(self, record: RecordPrediction, tokens: np.ndarray, start: int, states: list) -> None:
+        """Classify the windows of a piece of ``record`` starting at ``start``, continuing from ``states``."""
+        bounds = range(0, len(tokens), self.window)
+        cuts = [self._cut(record, start + k, tokens[k : k + self.window]) for k in bounds]
+        record.pending += 1
+
+        def apply(probs: np.ndarray) -> None:
+            for (prediction, usable), p in zip(cuts, probs, strict=True):
+                if usable:
+                    record.add(prediction, p)
+            record.pending -= 1
+
+        self._defer(self._forward_stateful(tokens, states), apply)
+
+    # -- streaming ---------------------------------------------------------------------------------------------
+    def _ready(self) -> Iterator[RecordPrediction]:
+        while self._queue and self._queue[0].closed and self._queue[0].pending == 0:
+            yield self._queue.popleft()
+
+    def predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordPrediction]:
+        """Predictions of the records streamed as ``chunks`` (a record starts at offset 0), in file order."""
+        piece = (self.batch_tokens // self.window) * self.window
+        record: RecordPrediction | None = None
+        cutter: WindowCutter | None = None
+        pending = np.empty(0, dtype=np.uint8)  # stateful: bases not yet run
+        states: list | None = None
+        for chunk in chunks:
+            tokens = chunk.tokens
+            if record is None or chunk.offset == 0:
+                if record is not None:
+                    self._close(record, cutter, pending, states)
+                    yield from self._ready()
+                record = RecordPrediction(chunk.name, detail=[] if self.per_window else None)
+                self._queue.append(record)
+                cutter = None if self.stateful else WindowCutter(self.window, self.stride)
+                pending, states = np.empty(0, dtype=np.uint8), None
+            record.length += len(tokens)
+            if cutter is not None:
+                for window in cutter.feed(tokens):
+                    self._submit(record, window)
+                yield from self._ready()
+                continue
+            pending = np.concatenate([pending, tokens])
+            if len(pending) > self.window and states is None:
+                states = self.model.allocate_states(1)
+            while states is not None and len(pending) > piece:  # keep the end for _close
+                self._run_piece(record, pending[:piece], record.length - len(pending), states)
+                pending = pending[piece:]
+        if record is not None:
+            self._close(record, cutter, pending, states)
+        for size in sorted(self._batches):
+            self._run_batch(size)
+        self._drain()
+        yield from self._ready()
+
+    def _close(
+        self, record: RecordPrediction, cutter: WindowCutter | None, pending: np.ndarray, states: list | None
+    ) -> None:
+        """The record has ended: its last windows (stateful: the rest of it)."""
+        if cutter is not None:
+            for window in cutter.finish():
+                self._submit(record, window)
+        elif states is None:
+            if len(pending):
+                self._submit(record, Window(0, len(pending), pending))
+        else:
+            self._run_piece(record, pending, record.length - len(pending), states)
+        record.closed = True
+
+
+def fasta_chunks(
+    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4
+) -> Iterator[RecordChunk]:
+    """Stream the records of a FASTA file as token chunks, read ``prefetch`` chunks ahead in a background thread
+    (so reading overlaps the model), with a progress bar (in bases) on stderr if asked.
+
+    The bar knows the total when a ``.fai`` index lies beside the file. An empty file, a file that is not FASTA,
+    or one whose records hold no bases is an error naming it (raised here, in the caller's thread).
+    """
+    path = Path(path)
+    fai = path.with_name(path.name + ".fai")
+    total = sum(r.length for r in read_fai(fai)) if fai.is_file() else None
+
+    def read() -> Iterator[RecordChunk]:
+        bases = 0
+        with tqdm(total=total, unit="b", unit_scale=True, desc=path.name, file=sys.stderr, disable=not progress) as bar:
+            for chunk in iter_record_chunks(path, chunk_bases):
+                bases += len(chunk.tokens)
+                yield chunk
+                bar.update(len(chunk.tokens))
+        if bases == 0:
+            raise ValueError(f"{path}: its FASTA records hold no bases")
+
+    return prefetched(read(), prefetch) if prefetch > 0 else read()
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead; its errors are raised in the consumer."""
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(Full):
+                        queue.put((item, None), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            queue.put((end, None))
+        except BaseException as err:  # handed to the consumer
+            queue.put((end, err))
+
+    thread = threading.Thread(target=produce, name="fasta-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,89 @@
+"""``genossm classify FASTA --model DIR``: label every record of a FASTA file (and the file) with a classifier.
+
+The output format (TSV, or JSON with ``--json``) is described in genossm/classification/report.py, and how windows
+are cut, batched, carried over (``--stateful``) and aggregated in genossm/classification/infer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from genossm.cli.options import add_options, option, resolve_options
+from genossm.fileio import atomic_open
+
+
+@dataclass
+class ClassifyOptions:
+    """Options of ``genossm classify``."""
+
+    fasta: Path = option(help="FASTA file to classify (plain, gzip or bgzip; any number of records, any size)")
+    model: Path = option(help="classifier directory, as written by genossm finetune (OUTPUT/model)")
+    window: int | None = option(None, "window length (default: the length the model was trained on)")
+    stride: int | None = option(None, "distance between window starts (default: the window length, no overlap)")
+    stateful: bool = option(
+        False, "carry the recurrent state from window to window, so each record is read as one sequence"
+    )
+    per_window: bool = option(False, "also write one row (TSV) or entry (JSON) per window")
+    json: bool = option(False, "write one JSON object instead of a TSV")
+    output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
+    batch_tokens: int = option(1 << 20, "tokens per forward pass (windows per batch = this / window length)")
+    max_n_fraction: float = option(0.5, "windows with a larger fraction of N are not classified")
+    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
+    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
+    progress: bool = option(True, "show a progress bar on standard error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, ClassifyOptions, positional=("fasta",))
+
+
+def run(args: argparse.Namespace) -> None:
+    from genossm.classification.checkpoints import load_classifier
+    from genossm.classification.infer import WindowClassifier, fasta_chunks, resolve_device
+    from genossm.classification.report import write_json, write_tsv
+
+    opts = resolve_options(ClassifyOptions, args)
+    if opts.output is not None and opts.output.exists():
+        raise FileExistsError(f"output {opts.output} already exists; choose another --output or remove it")
+    device = resolve_device(opts.device)
+    classifier = WindowClassifier(
+        load_classifier(opts.model),
+        window=opts.window,
+        stride=opts.stride,
+        stateful=opts.stateful,
+        batch_tokens=opts.batch_tokens,
+        max_n_fraction=opts.max_n_fraction,
+        device=device,
+        bfloat16=None if opts.dtype == "auto" else opts.dtype == "bfloat16",
+        per_window=opts.per_window,
+    )
+    start = time.perf_counter()
+    chunks = fasta_chunks(opts.fasta, progress=opts.progress)
+    first = next(chunks)  # a file that is empty or not FASTA fails here, before any output
+    predictions = classifier.predict(itertools.chain([first], chunks))
+    with atomic_open(opts.output, "w") if opts.output else contextlib.nullcontext(sys.stdout) as out:
+        if opts.json:
+            totals = write_json(out, predictions, classifier.labels)
+        else:
+            totals = write_tsv(out, predictions, classifier.labels, str(opts.fasta))
+    seconds = time.perf_counter() - start
+    mode = "stateful" if opts.stateful else f"stride {classifier.stride}"
+    print(
+        f"classified {totals.records} records, {totals.length:,} bases in {totals.windows:,} windows of "
+        f"{classifier.window:,} ({mode}) on {device} in {seconds:.1f} s ({totals.length / seconds / 1e6:.2f} Mb/s)",
+        file=sys.stderr,
+    )
+    if totals.unlabelled:
+        shown = ", ".join(totals.unlabelled[:5]) + (" ..." if len(totals.unlabelled) > 5 else "")
+        print(
+            f"{len(totals.unlabelled)} record(s) had no window to classify (empty or more than "
+            f"{opts.max_n_fraction:.0%} N): {shown}",
+            file=sys.stderr,
+        )

@@ -1,0 +1,81 @@
+"""What every genossm training module shares: one data item is one optimiser step, run micro-batch by micro-batch.
+
+Items hold tensors of shape (n_micro, micro_batch, ...). A module runs the micro-batches itself (manual
+optimisation), so gradient accumulation follows the data (the sequence-length schedule of pretraining, the window
+length of fine-tuning); a non-finite loss stops training with the step and micro-batch named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from .optim import OptimConfig, build_optimizer
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; carries where it happened."""
+
+    def __init__(self, step: int, micro_batch: int, value: float) -> None:
+        super().__init__(f"loss is {value} at optimizer step {step} (data item {step}, micro-batch {micro_batch})")
+        self.step, self.micro_batch = step, micro_batch
+
+
+def shard_for_rank(x: Tensor, rank: int, world: int) -> Tensor:
+    """This rank's share of a (n_micro, micro_batch, ...) step: split micro-batches, else sequences."""
+    if world == 1:
+        return x
+    if x.shape[0] % world == 0:
+        return x[rank::world]
+    if x.shape[1] % world == 0:
+        return x[:, rank::world]
+    raise ValueError(
+        f"a step of {x.shape[0]} micro-batches of {x.shape[1]} sequences cannot be split over {world} devices; "
+        "choose --tokens-per-step so that the sequences per step are a multiple of --devices"
+    )
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory so far: allocated CUDA memory, or the process's maximum resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class MicroBatchModule(L.LightningModule):
+    """Base class: ``self.model`` trained with ``self.optim`` (AdamW, warm-up + cosine), optimised by hand."""
+
+    model: nn.Module
+    optim: OptimConfig
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def sync_context(self, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on all but the last micro-batch of a step (DDP)."""
+        wrapped = self.trainer.strategy.model
+        return contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+
+    def check_finite(self, loss: Tensor, micro_batch: int) -> None:
+        """Raise :class:`NonFiniteLossError` naming this step and micro-batch when ``loss`` is NaN or infinite."""
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self.global_step, micro_batch, float(loss.detach()))
+
+    def update(self) -> float:
+        """Clip the accumulated gradients, take the optimiser and scheduler step; returns the rate just used."""
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        return lr
+
+    def configure_optimizers(self) -> dict:
+        optimizer, scheduler = build_optimizer(self.model, self.optim)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
