@@ -41,7 +41,9 @@ def _state_passing_kernel(
     mask = (offs_n[:, None] < dstate) & (offs_d[None, :] < dim)
     A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask, other=0.0)
     if HAS_SEED:
-        seed_offs = pid_b.to(tl.int64) * stride_seed_b + offs_n[:, None] * stride_seed_n + offs_d[None, :] * stride_seed_d
+        seed_offs = (
+            pid_b.to(tl.int64) * stride_seed_b + offs_n[:, None] * stride_seed_n + offs_d[None, :] * stride_seed_d
+        )
         h = tl.load(seed_ptr + seed_offs, mask=mask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
@@ -59,9 +61,8 @@ def _state_passing_kernel(
         row = pid_b.to(tl.int64) * n_segments + s
         tl.store(start_ptr + row * dstate * dim + state_offs, h, mask=mask)
 
-def pass_states(
-    local: Tensor, dtsum: Tensor, A2: Tensor, seed: Tensor | None, reverse: bool = False
-) -> Tensor:
+
+def pass_states(local: Tensor, dtsum: Tensor, A2: Tensor, seed: Tensor | None, reverse: bool = False) -> Tensor:
     """Start state of every segment, (batch, S, dstate, dim) float32.
 
     Args:
@@ -72,7 +73,7 @@ def pass_states(
         seed: (batch, dstate, dim) view (any strides): the state before segment 0 (or after the last, ``reverse``).
     """
     batch, n_segments, dstate, dim = local.shape
-    start = torch.empty_like(local)
+    start = torch.empty(local.shape, device=local.device, dtype=local.dtype)
     block_n = triton.next_power_of_2(dstate)
     block_d = max(1, min(triton.next_power_of_2(dim), 2048 // block_n))
     seed_arg = seed if seed is not None else local

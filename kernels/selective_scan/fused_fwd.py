@@ -2,8 +2,9 @@
 
 A tile holds ``TILE`` positions of ``BLOCK_D`` channels and all ``BLOCK_N`` states as a (TILE, BLOCK_N, BLOCK_D)
 tensor in registers. Its shape is chosen so that Triton's default layout puts channels (and a few states) on the
-warp's lanes and keeps the tile's positions inside each thread: the scan along positions is then a sequential
-chain of fused multiply-adds, and the (batch, length, dim, dstate) tensor never leaves the registers.
+warp's lanes and keeps the tile's positions inside each thread: the recurrence along positions is then a chain of
+fused multiply-adds (``kernels/common/recurrence.py``), and the (batch, length, dim, dstate) tensor never leaves
+the registers.
 
 With ``STATE_ONLY`` the kernel is the first pass of a segmented scan: it runs each segment from a zero state and
 writes only the segment's end state and its summed step size (see ``kernels/common/state_passing.py``).
@@ -17,14 +18,9 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import fast_math, silu_sigmoid, softplus_sigmoid
+from ..common.recurrence import linear_scan, linear_scan_last
 from ..common.state_passing import pass_states
 from .tiling import ScanTiling, segment_length
-
-
-@triton.jit
-def scan_combine(a1, b1, a2, b2):
-    """Compose two steps h -> a * h + b (first (a1, b1), then (a2, b2))."""
-    return a1 * a2, a2 * b1 + b2
 
 
 @triton.jit
@@ -128,14 +124,12 @@ def _scan_fwd_kernel(
     else:
         h = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dtsum = tl.zeros((BLOCK_D,), tl.float32)
-    is_first = (offs_t == 0)[:, None, None]
-    is_last = (offs_t == TILE - 1)[:, None, None]
 
     seg_start = pid_s * seg_len
     seg_end = tl.minimum(seg_start + seg_len, seqlen)
     for k in range(tl.cdiv(seg_end - seg_start, TILE)):
         t0 = seg_start + k * TILE
-        if SAVE_CHUNKS:
+        if SAVE_CHUNKS:  # noqa: SIM102 - a compile-time branch around a run-time one
             if t0 % CHUNK == 0:
                 row = b64 * n_chunks + t0 // CHUNK
                 tl.store(chunk_ptr + row * dstate * dim + state_offs, h, mask=mask_nd)
@@ -148,12 +142,11 @@ def _scan_fwd_kernel(
 
         decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (T, N, D)
         inp = (dt * u)[:, None, :] * Bt[:, :, None]
-        inp = tl.where(is_first, inp + decay * h[None, :, :], inp)  # the carried state enters at t = 0
-        _, hs = tl.associative_scan((decay, inp), axis=0, combine_fn=scan_combine)
-        h = tl.sum(tl.where(is_last, hs, 0.0), axis=0)
         if STATE_ONLY:
+            h = linear_scan_last(decay, inp, h, offs_t, TILE)
             dtsum += tl.sum(dt, axis=0)
         else:
+            hs, h = linear_scan(decay, inp, h, offs_t, TILE)
             Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)
             y = tl.sum(hs * Ct[:, :, None], axis=1)  # (T, D)
             if HAS_D:
@@ -168,7 +161,7 @@ def _scan_fwd_kernel(
         row = b64 * n_segments + pid_s
         tl.store(local_ptr + row * dstate * dim + state_offs, h, mask=mask_nd)
         tl.store(dtsum_ptr + row * dim + offs_d, dtsum, mask=mask_d)
-    if WRITE_LAST:
+    if WRITE_LAST:  # noqa: SIM102 - a compile-time branch around a run-time one
         if pid_s == n_segments - 1:
             last = last_ptr + b64 * dim * dstate + offs_d[None, :] * dstate + offs_n[:, None]
             tl.store(last, h, mask=mask_nd)
@@ -224,12 +217,33 @@ def scan_fwd(
     def launch(n_progs_s, start, start_strides, state_only, local=None, dtsum=None):
         grid = (triton.cdiv(dim, tiling.fwd_block_d), batch, n_progs_s)
         _scan_fwd_kernel[grid](
-            u, delta, A2, B4, C4, D if D is not None else A2, z_arg,
+            u,
+            delta,
+            A2,
+            B4,
+            C4,
+            D if D is not None else A2,
+            z_arg,
             delta_bias if delta_bias is not None else A2,
-            out, start if start is not None else A2, chunks if chunks is not None else A2, last,
-            local if local is not None else A2, dtsum if dtsum is not None else A2,
-            seqlen, seg_len, dim, dstate, group_dim, segments, n_chunks,
-            *u.stride(), *delta.stride(), *z_arg.stride(), *out.stride(), *B4.stride(), *C4.stride(),
+            out,
+            start if start is not None else A2,
+            chunks if chunks is not None else A2,
+            last,
+            local if local is not None else A2,
+            dtsum if dtsum is not None else A2,
+            seqlen,
+            seg_len,
+            dim,
+            dstate,
+            group_dim,
+            segments,
+            n_chunks,
+            *u.stride(),
+            *delta.stride(),
+            *z_arg.stride(),
+            *out.stride(),
+            *B4.stride(),
+            *C4.stride(),
             *start_strides,
             HAS_D=D is not None,
             HAS_Z=z is not None,

@@ -19,6 +19,7 @@ import torch
 import triton
 
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
+BLOCK_D = 16  # channels per program: 16 lanes, the other 16 lanes take half the states
 CHUNK = 64  # positions between saved states: dstate * 4 / CHUNK bytes per channel and token
 
 
@@ -29,16 +30,11 @@ class ScanTiling:
     block_n: int  # states, padded to a power of two
     fwd_block_d: int  # channels per forward program
     fwd_tile: int  # positions per forward tile
-    bwd_lanes_d: int  # channels across the lanes of a backward program
-    bwd_reps: int  # channels per thread in the backward
+    bwd_block_d: int  # channels per backward program
     bwd_tile: int  # positions per backward tile
     chunk: int  # positions between saved states (a multiple of both tiles)
     fwd_segments: int
     bwd_segments: int
-
-    @property
-    def bwd_block_d(self) -> int:
-        return self.bwd_lanes_d * self.bwd_reps
 
 
 @cache
@@ -83,31 +79,24 @@ def plan_scan(
     multi-tile, multi-chunk and multi-segment paths on tiny shapes)."""
     group_dim = dim // groups
     block_n = max(2, triton.next_power_of_2(dstate))
-    # Forward: channels on the lanes (and states on the rest), ~32 numbers per thread and array.
-    fwd_block_d = min(_largest_pow2_dividing(group_dim, 32) if groups > 1 else 16, 32)
-    fwd_block_d = min(fwd_block_d, max(1, triton.next_power_of_2(dim)))
-    fwd_tile = tile or max(2, min(16, 1024 // (block_n * fwd_block_d)))
-    # Backward: 8 channel lanes, 4 state lanes, 2 channels per thread when the shape allows.
-    bwd_lanes_d = min(8, _largest_pow2_dividing(group_dim, 8) if groups > 1 else 8)
-    bwd_lanes_d = min(bwd_lanes_d, max(1, triton.next_power_of_2(dim)))
-    bwd_reps = 2 if groups == 1 or group_dim % (2 * bwd_lanes_d) == 0 else 1
-    bwd_reps = min(bwd_reps, max(1, triton.next_power_of_2(dim) // bwd_lanes_d))
-    bwd_tile = tile or max(2, min(16, 1024 // (block_n * bwd_lanes_d * bwd_reps)))
+    # Channels on the lanes (states on the rest), ~32 numbers per thread and array.
+    block_d = _largest_pow2_dividing(group_dim, BLOCK_D) if groups > 1 else BLOCK_D
+    block_d = min(block_d, max(1, triton.next_power_of_2(dim)))
+    fwd_block_d = bwd_block_d = block_d
+    fwd_tile = bwd_tile = tile or max(2, min(16, 1024 // (block_n * block_d)))
     chunk = chunk or max(CHUNK, fwd_tile, bwd_tile)
     if chunk % fwd_tile or chunk % bwd_tile:
         raise ValueError(f"chunk ({chunk}) must be a multiple of the tiles ({fwd_tile}, {bwd_tile})")
     target = _target_programs(device)
     fwd_programs = batch * math.ceil(dim / fwd_block_d)
-    bwd_programs = batch * math.ceil(dim / (bwd_lanes_d * bwd_reps))
+    bwd_programs = batch * math.ceil(dim / bwd_block_d)
     if segments is None:
         fwd_segments = _segments(fwd_programs, target, seqlen, chunk)
         bwd_segments = _segments(bwd_programs, target, seqlen, chunk)
     else:
         seg_len = chunk * max(1, math.ceil(seqlen / (segments * chunk)))
         fwd_segments = bwd_segments = max(1, math.ceil(seqlen / seg_len))
-    return ScanTiling(
-        block_n, fwd_block_d, fwd_tile, bwd_lanes_d, bwd_reps, bwd_tile, chunk, fwd_segments, bwd_segments
-    )
+    return ScanTiling(block_n, fwd_block_d, fwd_tile, bwd_block_d, bwd_tile, chunk, fwd_segments, bwd_segments)
 
 
 def segment_length(seqlen: int, segments: int, chunk: int) -> int:
