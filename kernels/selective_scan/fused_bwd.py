@@ -30,7 +30,8 @@ from torch import Tensor
 from ..common.math import fast_math, silu_sigmoid
 from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last
 from ..common.state_passing import pass_states
-from .fused_fwd import as_groups, like_layout, load_step_sizes
+from ..common.tensors import like_layout
+from .fused_fwd import as_groups, load_step_sizes
 from .tiling import ScanTiling, segment_length, sm_count
 
 PROGRAMS_PER_SM = 16

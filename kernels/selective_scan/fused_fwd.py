@@ -20,6 +20,7 @@ from torch import Tensor
 from ..common.math import fast_math, silu_sigmoid, softplus_sigmoid
 from ..common.recurrence import linear_scan, linear_scan_last
 from ..common.state_passing import pass_states
+from ..common.tensors import like_layout
 from .tiling import ScanTiling, segment_length
 
 
@@ -165,16 +166,6 @@ def _scan_fwd_kernel(
         if pid_s == n_segments - 1:
             last = last_ptr + b64 * dim * dstate + offs_d[None, :] * dstate + offs_n[:, None]
             tl.store(last, h, mask=mask_nd)
-
-
-def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """An empty (batch, dim, seqlen) tensor laid out like ``x``: (b, l, d) memory when channels are x's unit stride
-    (the model's transposed views), else (b, d, l) (mamba_ssm's layout)."""
-    batch, dim, seqlen = x.shape
-    dtype = dtype or x.dtype
-    if x.stride(1) == 1 and seqlen > 1:
-        return torch.empty(batch, seqlen, dim, device=x.device, dtype=dtype).transpose(1, 2)
-    return torch.empty(batch, dim, seqlen, device=x.device, dtype=dtype)
 
 
 def as_groups(BC: Tensor) -> Tensor:
