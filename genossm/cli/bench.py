@@ -9,6 +9,16 @@ from genossm.cli.options import add_options, resolve_options
 # what -> (module, options class name, help)
 BENCHMARKS = {
     "model": ("genossm.bench.model", "ModelBenchOptions", "model forward (or training step) throughput"),
+    "selective-scan": (
+        "genossm.bench.selective_scan",
+        "SelectiveScanBenchOptions",
+        "selective scan: Triton vs PyTorch vs mamba_ssm, forward and backward",
+    ),
+    "conv-norm": (
+        "genossm.bench.conv_norm",
+        "ConvNormBenchOptions",
+        "causal conv1d and residual add + norm: Triton vs PyTorch (vs causal_conv1d / mamba_ssm)",
+    ),
 }
 
 
