@@ -13,8 +13,13 @@ import triton.language as tl
 
 @triton.jit
 def row(x, i: tl.constexpr, offs_t):
-    """x[i] of a (TILE, A, B) tile: -0.0 is the exact identity of +, so the masked sum folds to a register pick."""
-    return tl.sum(tl.where((offs_t == i)[:, None, None], x, -0.0), axis=0)
+    """x[i] of a (TILE, A, B) tile: -0.0 is the exact identity of +, so the masked sum folds to a register pick.
+
+    -0.0 is built from its bits: Triton 3.6 merges a literal -0.0 with the constant 0.0 (they compare equal), and
+    x + 0.0 does not fold.
+    """
+    minus_zero = tl.full((1, 1, 1), -2147483648, tl.int32).to(tl.float32, bitcast=True)
+    return tl.sum(tl.where((offs_t == i)[:, None, None], x, minus_zero), axis=0)
 
 
 @triton.jit

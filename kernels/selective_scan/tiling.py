@@ -19,7 +19,7 @@ import torch
 import triton
 
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
-BLOCK_D = 16  # channels per program: 16 lanes, the other 16 lanes take half the states
+FWD_BLOCK_D, BWD_BLOCK_D = 32, 16  # channels per program
 CHUNK = 64  # positions between saved states: dstate * 4 / CHUNK bytes per channel and token
 
 
@@ -79,11 +79,14 @@ def plan_scan(
     multi-tile, multi-chunk and multi-segment paths on tiny shapes)."""
     group_dim = dim // groups
     block_n = max(2, triton.next_power_of_2(dstate))
-    # Channels on the lanes (states on the rest), ~32 numbers per thread and array.
-    block_d = _largest_pow2_dividing(group_dim, BLOCK_D) if groups > 1 else BLOCK_D
-    block_d = min(block_d, max(1, triton.next_power_of_2(dim)))
-    fwd_block_d = bwd_block_d = block_d
-    fwd_tile = bwd_tile = tile or max(2, min(16, 1024 // (block_n * block_d)))
+
+    def channels(cap: int) -> int:  # one group per program
+        block_d = _largest_pow2_dividing(group_dim, cap) if groups > 1 else cap
+        return min(block_d, max(1, triton.next_power_of_2(dim)))
+
+    fwd_block_d, bwd_block_d = channels(FWD_BLOCK_D), channels(BWD_BLOCK_D)
+    fwd_tile = tile or max(2, min(16, 2048 // (block_n * fwd_block_d)))
+    bwd_tile = tile or max(2, min(16, 1024 // (block_n * bwd_block_d)))
     chunk = chunk or max(CHUNK, fwd_tile, bwd_tile)
     if chunk % fwd_tile or chunk % bwd_tile:
         raise ValueError(f"chunk ({chunk}) must be a multiple of the tiles ({fwd_tile}, {bwd_tile})")
