@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.lanes import scattered_rows, sum_channels_scattered
 from ..common.math import fast_math, silu_sigmoid
 from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last
 from ..common.state_passing import pass_states
@@ -201,6 +202,8 @@ def _scan_bwd_kernel(
     BLOCK_N: tl.constexpr,
     TILE: tl.constexpr,
     CHUNK: tl.constexpr,
+    LOG_D: tl.constexpr,
+    LEVELS: tl.constexpr,
     FAST: tl.constexpr,
 ):
     offs_n = tl.arange(0, BLOCK_N)
@@ -210,6 +213,9 @@ def _scan_bwd_kernel(
     block_offs = offs_n[:, None] * BLOCK_D + offs_c[None, :]
     scratch = scratch_ptr + tl.program_id(0).to(tl.int64) * (CHUNK // TILE) * BLOCK_N * BLOCK_D + block_offs
     zeros3 = tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32)  # accumulators start as slices of a tile
+    first_row, owner = scattered_rows(offs_c, TILE, LOG_D, LEVELS)
+    sums_rows = tl.arange(0, TILE >> LEVELS)[:, None, None] + first_row[None, None, :]  # (T >> LEVELS, 1, D)
+    sums_owner = owner[None, None, :]
     n_items = n_dblocks * batch * n_segments
 
     item = tl.atomic_add(counter_ptr, 1)
@@ -236,7 +242,7 @@ def _scan_bwd_kernel(
         dz_tile = dz_ptr + b64 * s_dz_b + (tile_td[0] * s_dz_l + tile_td[1] * s_dz_d)
         B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
         C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
-        dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (offs_t[:, None] * dstate + offs_n[None, :])
+        dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + offs_n[None, :, None])
 
         # The adjoint entering this segment from the right: d last_state, or the passed carry.
         w = tl.sum(zeros3, axis=0)
@@ -297,8 +303,9 @@ def _scan_bwd_kernel(
                     dz = dout * y * zsig * (1.0 + z * (1.0 - zsig))
                     tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
                 g, w = adjoint_scan(decay, C3 * dy[:, None, :], w, offs_t, TILE)
-                dC = tl.sum(hs * dy[:, None, :], axis=2)  # (T, N)
-                dB = tl.sum(g * x[:, None, :], axis=2)
+                # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
+                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS, FAST)
+                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS, FAST)
                 ge = g * (hs - inp)  # g_t a_t h_{t-1}
                 dA_acc += tl.sum(ge * dt[:, None, :], axis=0)
                 gB = tl.sum(g * B3, axis=1)  # (T, D)
@@ -311,8 +318,9 @@ def _scan_bwd_kernel(
                 dbias_acc += ddelta
                 tl.store(du_tile + t64 * s_du_l, du.to(du_ptr.dtype.element_ty), mask=mask)
                 tl.store(ddt_tile + t64 * s_ddt_l, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
-                tl.atomic_add(dB_ptr + dBC_rows + t64 * dstate, dB, mask=mask_bc, sem="relaxed")
-                tl.atomic_add(dC_ptr + dBC_rows + t64 * dstate, dC, mask=mask_bc, sem="relaxed")
+                mask_sums = sums_owner & ((t0 + sums_rows) < seg_end) & mask_n[None, :, None]
+                tl.atomic_add(dB_ptr + dBC_rows + t64 * dstate, dB, mask=mask_sums, sem="relaxed")
+                tl.atomic_add(dC_ptr + dBC_rows + t64 * dstate, dC, mask=mask_sums, sem="relaxed")
             tl.debug_barrier()
 
         if WANT_DH0:  # noqa: SIM102 - a compile-time branch around a run-time one
@@ -391,6 +399,7 @@ def scan_bwd(
     dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
     dh0 = torch.empty(batch, dim, dstate, **f32) if want_dh0 else None
     n_items = n_dblocks * batch * segments
+    log_d = block_d.bit_length() - 1
     programs = _programs(device, n_items)
     scratch = torch.empty(programs, chunk // tile, tiling.block_n, block_d, **f32)
     counter = torch.zeros(1, device=device, dtype=torch.int32)
@@ -405,7 +414,8 @@ def scan_bwd(
         *(dz if dz is not None else du).stride(), *B4.stride(), *C4.stride(), *dlast_arg.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
-        BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, FAST=fast, num_warps=1,
+        BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
+        LEVELS=min(log_d, tile.bit_length() - 1), FAST=fast, num_warps=1,
     )  # fmt: skip
     dB = dB.permute(0, 1, 3, 2)  # (batch, groups, dstate, seqlen)
     dC = dC.permute(0, 1, 3, 2)
