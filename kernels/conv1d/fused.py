@@ -74,7 +74,8 @@ def _conv_fwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_d, pid_b, pid_l = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b, pid_l = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -153,7 +154,8 @@ def _conv_bwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_d, pid_b, pid_l = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b, pid_l = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -191,9 +193,9 @@ def _conv_bwd_kernel(
             tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
-def _grid(x: Tensor, block_l: int) -> tuple[int, int, int]:
+def _grid(x: Tensor, block_l: int) -> tuple[int, int]:
     batch, dim, seqlen = x.shape
-    return triton.cdiv(dim, BLOCK_D), batch, triton.cdiv(seqlen, block_l)
+    return triton.cdiv(dim, BLOCK_D) * batch, triton.cdiv(seqlen, block_l)  # batch folded in: no 65535 limit
 
 
 class CausalConv1dFn(torch.autograd.Function):
@@ -244,6 +246,7 @@ def causal_conv1d_fused(
     activation: str | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`causal_conv1d_fn` on the Triton kernels (inputs already checked; width 2 to 4)."""
+    bias = bias.contiguous() if bias is not None else None  # read with unit stride
     out = CausalConv1dFn.apply(x, weight, bias, initial_states, activation is not None)
     if not return_final_states:
         return out

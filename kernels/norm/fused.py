@@ -217,6 +217,8 @@ def add_norm_fused(
     residual_in_fp32: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """:func:`add_norm` on the Triton kernels."""
+    weight = weight.contiguous()  # read with unit stride
+    bias = bias.contiguous() if bias is not None else None
     if residual is None and not residual_in_fp32:  # the stream is x itself
         return AddNormFn.apply(x, None, weight, bias, eps, is_rms_norm, None), x
     res_dtype = torch.float32 if residual_in_fp32 else torch.promote_types(x.dtype, residual.dtype)

@@ -79,6 +79,8 @@ def selective_scan_fused(
     """
     batch, dim, seqlen = u.shape
     groups = 1 if B.dim() == 3 else B.shape[1]
+    D = D.contiguous() if D is not None else None  # the kernels read D and delta_bias with unit stride
+    delta_bias = delta_bias.contiguous() if delta_bias is not None else None
     tiling = plan_scan(batch, dim, A.shape[1], seqlen, groups, u.device, tile, segments, chunk)
     out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling)
     return (out, last) if return_last_state else out

@@ -87,7 +87,8 @@ def _scan_bwd_local_kernel(
     FAST: tl.constexpr,
 ):
     """First pass of a segmented backward: run segment pid_s + 1 backwards from a zero adjoint."""
-    pid_d, pid_b, pid_s = tl.program_id(0), tl.program_id(1), tl.program_id(2) + 1
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1) + 1
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
@@ -230,7 +231,7 @@ def _scan_bwd_kernel(
         state_offs = offs_n[:, None] * dim + offs_d[None, :]
         A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
-        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0) if HAS_D else None
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32) if HAS_D else None
         group = (pid_d * BLOCK_D) // group_dim
         tile_td = offs_t[:, None], offs_d[None, :]
         u_tile = u_ptr + b64 * s_u_b + (tile_td[0] * s_u_l + tile_td[1] * s_u_d)
@@ -380,7 +381,7 @@ def scan_bwd(
     if segments > 1:
         local = torch.empty(batch, segments, dstate, dim, **f32)
         dtsum = torch.empty(batch, segments, dim, **f32)
-        _scan_bwd_local_kernel[(n_dblocks, batch, segments - 1)](
+        _scan_bwd_local_kernel[(n_dblocks * batch, segments - 1)](
             delta, A2, C4, z_arg, delta_bias if delta_bias is not None else A2, dout, local, dtsum,
             seqlen, seg_len, dim, dstate, dim // n_groups, segments,
             *delta.stride(), *z_arg.stride(), *dout.stride(), *C4.stride(),

@@ -98,7 +98,8 @@ def _scan_fwd_kernel(
     CHUNK: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    pid_d, pid_b, pid_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
@@ -107,7 +108,7 @@ def _scan_fwd_kernel(
     mask_nd = (offs_n[:, None] < dstate) & mask_d[None, :]
     A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)  # (N, D)
     bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
-    Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0) if HAS_D else None
+    Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32) if HAS_D else None
     group = (pid_d * BLOCK_D) // group_dim  # BLOCK_D divides group_dim: one group per block
 
     # Per-tile pointers: a 64-bit base per tensor, 32-bit offsets inside a tile.
@@ -206,7 +207,7 @@ def scan_fwd(
     z_arg = z if z is not None else u
 
     def launch(n_progs_s, start, start_strides, state_only, local=None, dtsum=None):
-        grid = (triton.cdiv(dim, tiling.fwd_block_d), batch, n_progs_s)
+        grid = (triton.cdiv(dim, tiling.fwd_block_d) * batch, n_progs_s)  # batch folded in: no 65535 limit
         _scan_fwd_kernel[grid](
             u,
             delta,

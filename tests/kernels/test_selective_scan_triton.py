@@ -92,6 +92,12 @@ def test_matches_reference_float32(seqlen, groups, optional, forced):
     check_against_reference(inputs, **forced)
 
 
+def test_production_tiling():
+    # 32 channels and 16 states: the forward's (4, 16, 32) and the backward's (4, 16, 16) tiles of the GPU runs,
+    # whose backward sums over 16 channel lanes by reduce-scatter.
+    check_against_reference(make_inputs(batch=1, dim=32, dstate=16, seqlen=13), chunk=8, segments=2)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_matches_reference_half_types(dtype):
     check_against_reference(make_inputs(seqlen=21, dtype=dtype), tile=4, chunk=8, segments=2)
