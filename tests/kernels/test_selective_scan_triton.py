@@ -147,7 +147,7 @@ def poisoned_empty(monkeypatch):
 
 
 @gpu
-@pytest.mark.parametrize("seqlen", [1, 7, 63, 64, 65, 300, 1000, 2049])
+@pytest.mark.parametrize("seqlen", [1, 7, 63, 65, 300, 2049])
 @pytest.mark.parametrize("groups", [None, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["bdl", "bld"])
