@@ -17,7 +17,7 @@ import triton.language as tl
 from torch import Tensor
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_segments"])
 def _state_passing_kernel(
     local_ptr,  # (batch, S, dstate, dim) float32
     dtsum_ptr,  # (batch, S, dim) float32

@@ -47,7 +47,7 @@ def _pre_activation(x_tile, init_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l,
     return pre
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seqlen"])
 def _conv_fwd_kernel(
     x_ptr,
     w_ptr,
@@ -120,7 +120,7 @@ def _input_grad(
     return dx, dpre_here
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seqlen"])
 def _conv_bwd_kernel(
     x_ptr,
     w_ptr,

@@ -21,7 +21,7 @@ FWD_TILE, BWD_TILE = 4096, 2048  # rows x padded columns of one program's tile
 PROGRAMS_PER_SM = 4
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def _add_norm_fwd_kernel(
     x_ptr,
     res_ptr,
@@ -73,7 +73,7 @@ def _add_norm_fwd_kernel(
     tl.store(rstd_ptr + rows, rstd, mask=rows < n_rows)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def _add_norm_bwd_kernel(
     s_ptr,  # the residual stream the forward normalised
     w_ptr,

@@ -49,7 +49,7 @@ def load_output_grad(dout_ptrs, z_ptrs, mask, HAS_Z: tl.constexpr):
     return dout, dout, dout, dout
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments"])
 def _scan_bwd_local_kernel(
     delta_ptr,
     A2_ptr,
@@ -125,7 +125,7 @@ def _scan_bwd_local_kernel(
     tl.store(dtsum_ptr + row * dim + offs_d, tl.sum(dtsum, axis=0), mask=mask_d)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks", "n_dblocks", "batch"])
 def _scan_bwd_kernel(
     u_ptr,
     delta_ptr,

@@ -37,7 +37,7 @@ def load_step_sizes(delta_ptrs, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl
     return tl.where(mask, dt, 0.0), slope
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks"])
 def _scan_fwd_kernel(
     u_ptr,
     delta_ptr,
