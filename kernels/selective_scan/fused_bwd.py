@@ -16,8 +16,10 @@ small per-program scratch buffer that stays in L2), then walks the tiles backwar
 w = a_t g_t at a tile's first position. With several segments, ``_scan_bwd_local_kernel`` first computes each
 segment's adjoint from a zero end, and ``kernels/common/state_passing.py`` chains them (``reverse=True``).
 
-Tiles are (TILE, BLOCK_N, BLOCK_D) like the forward's. Programs are persistent and take work items from an
-atomic counter, so the scratch buffer is sized by the number of programs in flight rather than by the problem.
+Tiles are (TILE, BLOCK_N, BLOCK_D) with 16 channels on 16 lanes; the sums over channels (dB, dC) are a
+reduce-scatter over those lanes (``kernels/common/lanes.py``) followed by float32 atomics. Programs are persistent
+and take work items from an atomic counter, so the scratch buffer is sized by the number of programs in flight
+rather than by the problem.
 """
 
 from __future__ import annotations
