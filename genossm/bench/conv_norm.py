@@ -47,8 +47,8 @@ def conv_impls(device: torch.device) -> dict[str, object]:
         from causal_conv1d import causal_conv1d_fn as peer
 
         impls["causal_conv1d"] = lambda x, weight, bias: peer(x, weight, bias, activation="silu")
-    except ImportError:
-        pass
+    except Exception as err:  # not installed, or its CUDA extension does not load
+        print(f"causal_conv1d is not compared: {type(err).__name__}: {err}")
     return impls
 
 
@@ -67,8 +67,8 @@ def norm_impls(device: torch.device) -> dict[str, object]:
             return rms_norm_fn(x, weight, None, residual=residual, prenorm=True, residual_in_fp32=True, eps=1e-5)
 
         impls["mamba_ssm"] = peer
-    except ImportError:
-        pass
+    except Exception as err:  # not installed, or its CUDA extension does not load
+        print(f"mamba_ssm is not compared: {type(err).__name__}: {err}")
     return impls
 
 

@@ -101,8 +101,8 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_scan
 
         impls["mamba_ssm"] = (lambda **kw: mamba_scan(**kw, delta_softplus=True), "bdl")
-    except ImportError:
-        pass
+    except Exception as err:  # not installed, or its CUDA extension does not load
+        print(f"mamba_ssm is not compared: {type(err).__name__}: {err}")
     impls["pytorch chunked"] = (lambda **kw: selective_scan_chunked(**kw, delta_softplus=True), "bdl")
     return impls
 
