@@ -9,7 +9,7 @@ import sys
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("genossm.cli.bench", "benchmarks: model throughput"),
+    "bench": ("genossm.cli.bench", "benchmarks: model throughput and the kernels"),
 }
 
 

@@ -96,8 +96,8 @@ def test_add_norm_matches_reference(shape, with_residual, with_bias, rms, residu
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("seqlen", [1, 3, 64, 1000, 4099])
-@pytest.mark.parametrize("width", [2, 3, 4])
+@pytest.mark.parametrize("seqlen", [1, 3, 1000, 4099])
+@pytest.mark.parametrize("width", [2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["bdl", "bld"])
 def test_gpu_causal_conv1d(seqlen, width, dtype, layout):
@@ -106,8 +106,8 @@ def test_gpu_causal_conv1d(seqlen, width, dtype, layout):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cols", [64, 256, 1000, 2048, 5000])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cols", [64, 1000, 2048, 5000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rms", [True, False])
 def test_gpu_add_norm(cols, dtype, rms):
     for with_residual, residual_in_fp32 in ((True, True), (True, False), (False, False), (False, True)):

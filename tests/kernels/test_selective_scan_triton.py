@@ -147,15 +147,18 @@ def poisoned_empty(monkeypatch):
 
 
 @gpu
-@pytest.mark.parametrize("seqlen", [1, 7, 63, 65, 300, 2049])
+@pytest.mark.parametrize("seqlen", [1, 63, 300, 2049])
 @pytest.mark.parametrize("groups", [None, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["bdl", "bld"])
 def test_gpu_grid(seqlen, groups, dtype, layout, poisoned_empty):
+    # Half the lengths run without the optional inputs and without softplus: two kernel variants per dtype and
+    # layout keep the compile time of the grid to a few minutes.
+    full = seqlen in (63, 2049)
     inputs = make_inputs(batch=2, dim=64, dstate=16, seqlen=seqlen, groups=groups, dtype=dtype, layout=layout)
-    if seqlen % 2:  # every other case without the optional inputs
+    if not full:
         inputs.update({k: None for k in OPTIONAL})
-    check_against_reference(inputs, softplus=seqlen % 3 != 0)
+    check_against_reference(inputs, softplus=full)
 
 
 @gpu
