@@ -13,6 +13,16 @@ BENCHMARKS = {
     "ssd": ("genossm.bench.ssd", "SSDBenchOptions", "Mamba-2 SSD scan: Triton kernels vs mamba_ssm vs PyTorch"),
     "ssd-stages": ("genossm.bench.ssd_stages", "SSDStagesOptions", "SSD Triton kernels one by one, tile variants"),
     "classify": ("genossm.bench.classify", "ClassifyBenchOptions", "genossm classify: bases per second end to end"),
+    "selective-scan": (
+        "genossm.bench.selective_scan",
+        "SelectiveScanBenchOptions",
+        "selective scan: Triton vs PyTorch vs mamba_ssm, forward and backward",
+    ),
+    "conv-norm": (
+        "genossm.bench.conv_norm",
+        "ConvNormBenchOptions",
+        "causal conv1d and residual add + norm: Triton vs PyTorch (vs causal_conv1d / mamba_ssm)",
+    ),
 }
 
 

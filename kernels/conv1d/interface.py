@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from ..backend import use_triton
 from .reference import causal_conv1d_ref
 
 
@@ -21,7 +23,9 @@ def causal_conv1d_fn(
         x: (batch, dim, seqlen). weight: (dim, width), width 2 to 4. bias: (dim,).
         initial_states: (batch, dim, width - 1), the inputs before the first position.
     Returns:
-        out like x and, with ``return_final_states``, the last width - 1 inputs.
+        out like x and, with ``return_final_states``, the last width - 1 inputs; differentiable in every input.
+
+    CUDA tensors run the fused Triton kernel (widths 2 to 4); everything else runs ``causal_conv1d_ref``.
     """
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
         raise ValueError(
@@ -31,4 +35,10 @@ def causal_conv1d_fn(
     expected = (x.shape[0], x.shape[1], width - 1)
     if initial_states is not None and initial_states.shape != expected:
         raise ValueError(f"initial_states must be {expected}, got {tuple(initial_states.shape)}")
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+    if 2 <= width <= 4 and x.dtype != torch.float64 and x.shape[-1] > 0 and use_triton(x):
+        from .fused import causal_conv1d_fused  # Triton is imported only here
+
+        return causal_conv1d_fused(x, weight, bias, initial_states, return_final_states, activation)
     return causal_conv1d_ref(x, weight, bias, activation, initial_states, return_final_states)

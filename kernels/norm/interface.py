@@ -18,7 +18,14 @@ def add_norm(
     is_rms_norm: bool = True,
     residual_in_fp32: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """residual = x + residual; returns (norm(residual), residual). See ``reference.add_norm_ref``."""
+    """residual = x + residual; returns (norm(residual), residual). See ``reference.add_norm_ref``.
+
+    CUDA tensors run the fused Triton kernel (one pass over x and the residual); everything else the reference.
+    """
+    if x.dtype != torch.float64 and x.numel() > 0 and use_triton(x):
+        from .fused import add_norm_fused  # Triton is imported only here
+
+        return add_norm_fused(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
     return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
 
 

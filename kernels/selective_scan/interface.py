@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from ..backend import use_triton
 from .chunked import selective_scan_chunked
 
 
@@ -57,7 +59,16 @@ def selective_scan_fn(
         initial_state: (batch, dim, dstate) state before the first position (genossm extension; mamba_ssm
             starts from zero).
     Returns:
-        out like u and, with ``return_last_state``, the float32 state after the last position.
+        out like u and, with ``return_last_state``, the float32 state after the last position; gradients flow
+        into every input (``initial_state`` included) and from the returned state.
+
+    CUDA tensors run the fused Triton kernels (float64 and empty sequences take the PyTorch path); everything
+    else runs the chunked PyTorch scan. ``genossm.kernels.set_backend`` / ``GENOSSM_KERNELS`` force either.
     """
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
+    if u.dtype != torch.float64 and u.shape[-1] > 0 and use_triton(u):
+        from .fused import selective_scan_fused  # Triton is imported only here
+
+        return selective_scan_fused(*args)
+    return selective_scan_chunked(*args)

@@ -1,0 +1,87 @@
+"""Sums over the channel axis of a (TILE, N, C) tile whose C channels sit on a warp's lanes (lane = channel).
+
+``tl.sum`` over lanes is a butterfly: every lane ends with every sum, log2(C) shuffles for each of its values.
+:func:`sum_channels_scattered` first halves the tile's positions log2(TILE) times (a reduce-scatter: each level
+sends half of a thread's values to the partner lane and keeps the other half), then finishes with a butterfly on
+what is left, so a (4, 16, 16) tile costs about half the shuffles and adds. Lanes end up holding different
+positions, which :func:`scattered_rows` reports.
+
+Compiled, a lane exchange is one ``shfl.sync.bfly``; that requires the channel index to equal the lane index,
+which holds for one-warp tiles with C <= 32 channels on the fastest axis (Triton's default layout). Triton's
+interpreter has no lanes: there the same exchange is the permutation channel -> channel ^ mask, so the CPU tests
+run the same algorithm.
+"""
+
+import triton
+import triton.language as tl
+
+from .recurrence import row, with_row
+
+
+@triton.jit
+def _shuffle_xor(x, MASK: tl.constexpr):
+    bits = x.to(tl.int32, bitcast=True)
+    if MASK == 1:
+        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
+    elif MASK == 2:
+        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
+    elif MASK == 4:
+        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
+    elif MASK == 8:
+        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
+    else:
+        tl.static_assert(MASK == 16)
+        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
+    return out.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def lane_xor(x, MASK: tl.constexpr, FAST: tl.constexpr):
+    """x[..., c ^ MASK] for a (A, B, C) tile: the partner lane's value."""
+    if FAST:
+        return _shuffle_xor(x, MASK)
+    A: tl.constexpr = x.shape[0]
+    B: tl.constexpr = x.shape[1]
+    C: tl.constexpr = x.shape[2]
+    y = tl.reshape(x, (A, B, C // (2 * MASK), 2, MASK))
+    return tl.reshape(tl.flip(y, 3), (A, B, C))
+
+
+@triton.jit
+def _halves(x, offs_t, HALF: tl.constexpr):
+    """Rows [0, HALF) and [HALF, 2 HALF) of a (2 HALF, B, C) tile, as two (HALF, B, C) tiles."""
+    offs_h = tl.arange(0, HALF)
+    lo = tl.zeros((HALF, x.shape[1], x.shape[2]), tl.float32)
+    hi = lo
+    for i in tl.static_range(HALF):
+        lo = with_row(lo, i, offs_h, row(x, i, offs_t))
+        hi = with_row(hi, i, offs_h, row(x, HALF + i, offs_t))
+    return lo, hi
+
+
+@triton.jit
+def sum_channels_scattered(x, offs_c, TILE: tl.constexpr, LOG_C: tl.constexpr, LEVELS: tl.constexpr, FAST):
+    """Sum over the channel axis of ``x`` (TILE, B, 2^LOG_C) with LEVELS = log2 min(TILE, C) halvings: a
+    (TILE >> LEVELS, B, C) tile whose value at (t, b, c) is the sum for position ``scattered_rows(c) + t`` - the
+    same on lanes that differ only in their low LOG_C - LEVELS bits."""
+    tl.static_assert(LOG_C <= 5)
+    offs_t = tl.arange(0, TILE)
+    for level in tl.static_range(LEVELS):
+        lo, hi = _halves(x, offs_t, TILE >> (level + 1))
+        upper = (((offs_c >> (LOG_C - 1 - level)) & 1) == 1)[None, None, :]
+        x = tl.where(upper, hi, lo) + lane_xor(tl.where(upper, lo, hi), 1 << (LOG_C - 1 - level), FAST)
+        offs_t = tl.arange(0, TILE >> (level + 1))
+    for level in tl.static_range(LOG_C - LEVELS):
+        x += lane_xor(x, 1 << level, FAST)
+    return x
+
+
+@triton.jit
+def scattered_rows(offs_c, TILE: tl.constexpr, LOG_C: tl.constexpr, LEVELS: tl.constexpr):
+    """For :func:`sum_channels_scattered`: the tile row each lane's row 0 holds (C,), and whether the lane is the
+    first of those holding the same sums (C,)."""
+    first = offs_c * 0
+    for level in tl.static_range(LEVELS):
+        first += ((offs_c >> (LOG_C - 1 - level)) & 1) * (TILE >> (level + 1))
+    owner = (offs_c & ((1 << (LOG_C - LEVELS)) - 1)) == 0
+    return first, owner

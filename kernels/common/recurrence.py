@@ -1,0 +1,62 @@
+"""The diagonal linear recurrence h_t = a_t h_{t-1} + b_t over a tile held in registers, forwards and backwards.
+
+Tiles are (TILE, ...) tensors whose first axis lives inside each thread (the kernels pick shapes for which
+Triton's default layout does that). The recurrence is then unrolled over the TILE rows: picking row i with a
+masked sum and writing it back with a masked select both fold away at compile time, leaving one fused
+multiply-add per element. This is cheaper than ``tl.associative_scan`` (no log-depth combine, no cumulative
+products) and equally cheap in both directions, whereas reverse scans cost warp shuffles on some Triton versions.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def row(x, i: tl.constexpr, offs_t):
+    """x[i] of a (TILE, A, B) tile: -0.0 is the exact identity of +, so the masked sum folds to a register pick.
+
+    -0.0 is built from its bits: Triton 3.6 merges a literal -0.0 with the constant 0.0 (they compare equal), and
+    x + 0.0 does not fold.
+    """
+    minus_zero = tl.full((1, 1, 1), -2147483648, tl.int32).to(tl.float32, bitcast=True)
+    return tl.sum(tl.where((offs_t == i)[:, None, None], x, minus_zero), axis=0)
+
+
+@triton.jit
+def with_row(x, i: tl.constexpr, offs_t, value):
+    """x with row i replaced by ``value`` (A, B)."""
+    return tl.where((offs_t == i)[:, None, None], value[None], x)
+
+
+@triton.jit
+def linear_scan(decay, inp, h, offs_t, TILE: tl.constexpr):
+    """States h_t = decay_t h_{t-1} + inp_t of a tile from the state ``h`` before it: (all states, last state)."""
+    hs = tl.zeros_like(inp)
+    for i in tl.static_range(TILE):
+        h = row(decay, i, offs_t) * h + row(inp, i, offs_t)
+        hs = with_row(hs, i, offs_t, h)
+    return hs, h
+
+
+@triton.jit
+def linear_scan_last(decay, inp, h, offs_t, TILE: tl.constexpr):
+    """The last state only of :func:`linear_scan`."""
+    for i in tl.static_range(TILE):
+        h = row(decay, i, offs_t) * h + row(inp, i, offs_t)
+    return h
+
+
+@triton.jit
+def adjoint_scan(decay, c, w, offs_t, TILE: tl.constexpr):
+    """Adjoint of :func:`linear_scan`: g_t = c_t + decay_{t+1} g_{t+1}, walking the tile backwards.
+
+    ``w`` is decay g at the position after the tile; returns (all g, decay_0 g_0) - the latter carries on to the
+    previous tile.
+    """
+    g = w
+    gs = tl.zeros_like(c)
+    for j in tl.static_range(TILE):
+        g = row(c, TILE - 1 - j, offs_t) + g
+        gs = with_row(gs, TILE - 1 - j, offs_t, g)
+        g = row(decay, TILE - 1 - j, offs_t) * g
+    return gs, g

@@ -1,0 +1,16 @@
+"""Host-side helpers shared by the Triton launchers."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """An empty (batch, dim, seqlen) tensor laid out like ``x``: (b, l, d) memory when channels are x's unit stride
+    (the model's transposed views), else (b, d, l) (mamba_ssm's layout). Kernels write it with its strides."""
+    batch, dim, seqlen = x.shape
+    dtype = dtype or x.dtype
+    if x.stride(1) == 1 and seqlen > 1:
+        return torch.empty(batch, seqlen, dim, device=x.device, dtype=dtype).transpose(1, 2)
+    return torch.empty(batch, dim, seqlen, device=x.device, dtype=dtype)

@@ -1,0 +1,427 @@
+"""Selective scan backward in Triton: recompute the states, run the adjoint scan backwards, accumulate gradients.
+
+For out = (C h + D u) * silu(z) with h_t = a_t h_{t-1} + dt_t u_t B_t and a_t = exp(dt_t A), the adjoint
+g_t = dL/dh_t runs backwards in time:
+
+    g_t = C_t dy_t + a_{t+1} g_{t+1}            (dy = dout * silu(z); g after the last position = d last_state)
+
+and every gradient is a product of g with forward quantities at the same position:
+    dC_t = sum_d dy_t h_t            dB_t = sum_d g_t dt_t u_t           du_t = D dy_t + dt_t sum_n g_t B_t
+    ddt_t = sum_n g_t (A a_t h_{t-1} + u_t B_t)      dA = sum_t g_t a_t h_{t-1} dt_t
+with a_t h_{t-1} = h_t - dt_t u_t B_t, and d initial_state = a_0 g_0.
+
+Work is split like the forward, in reverse: each program walks its segment's chunks from the last to the first.
+Per chunk it first re-runs the forward from the chunk's saved state to get each tile's start state (kept in a
+small per-program scratch buffer that stays in L2), then walks the tiles backwards. The carried adjoint is
+w = a_t g_t at a tile's first position. With several segments, ``_scan_bwd_local_kernel`` first computes each
+segment's adjoint from a zero end, and ``kernels/common/state_passing.py`` chains them (``reverse=True``).
+
+Tiles are (TILE, BLOCK_N, BLOCK_D) with 16 channels on 16 lanes; the sums over channels (dB, dC) are a
+reduce-scatter over those lanes (``kernels/common/lanes.py``) followed by float32 atomics. Programs are persistent
+and take work items from an atomic counter, so the scratch buffer is sized by the number of programs in flight
+rather than by the problem.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ..common.lanes import scattered_rows, sum_channels_scattered
+from ..common.math import fast_math, silu_sigmoid
+from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last
+from ..common.state_passing import pass_states
+from ..common.tensors import like_layout
+from .fused_fwd import as_groups, load_step_sizes
+from .tiling import ScanTiling, segment_length, sm_count
+
+PROGRAMS_PER_SM = 16
+
+
+@triton.jit
+def load_output_grad(dout_ptrs, z_ptrs, mask, HAS_Z: tl.constexpr):
+    """(dout, dy = dout * silu(z), z, sigmoid(z)) of a tile, float32."""
+    dout = tl.load(dout_ptrs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptrs, mask=mask, other=0.0).to(tl.float32)
+        gate, zsig = silu_sigmoid(z)
+        return dout, dout * gate, z, zsig
+    return dout, dout, dout, dout
+
+
+@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments"])
+def _scan_bwd_local_kernel(
+    delta_ptr,
+    A2_ptr,
+    C_ptr,
+    z_ptr,
+    bias_ptr,
+    dout_ptr,
+    local_ptr,  # (batch, S, dstate, dim) float32: adjoint a_0 g_0 of each segment from a zero end
+    dtsum_ptr,  # (batch, S, dim) float32
+    seqlen,
+    seg_len,
+    dim,
+    dstate,
+    group_dim,
+    n_segments,
+    s_dt_b,
+    s_dt_d,
+    s_dt_l,
+    s_z_b,
+    s_z_d,
+    s_z_l,
+    s_g_b,
+    s_g_d,
+    s_g_l,
+    s_C_b,
+    s_C_g,
+    s_C_n,
+    s_C_l,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    TILE: tl.constexpr,
+    FAST: tl.constexpr,
+):
+    """First pass of a segmented backward: run segment pid_s + 1 backwards from a zero adjoint."""
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1) + 1
+    b64 = pid_b.to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, TILE)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
+    bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
+    group = (pid_d * BLOCK_D) // group_dim
+    dt_tile = delta_ptr + b64 * s_dt_b + (offs_t[:, None] * s_dt_l + offs_d[None, :] * s_dt_d)
+    z_tile = z_ptr + b64 * s_z_b + (offs_t[:, None] * s_z_l + offs_d[None, :] * s_z_d)
+    g_tile = dout_ptr + b64 * s_g_b + (offs_t[:, None] * s_g_l + offs_d[None, :] * s_g_d)
+    C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
+
+    w = tl.sum(tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32), axis=0)
+    dtsum = tl.zeros((TILE, BLOCK_D), tl.float32)
+    seg_start = pid_s * seg_len
+    seg_end = tl.minimum(seg_start + seg_len, seqlen)
+    n_tiles = tl.cdiv(seg_end - seg_start, TILE)
+    for k in range(n_tiles):
+        t0 = seg_start + (n_tiles - 1 - k) * TILE
+        t64 = t0.to(tl.int64)
+        mask_t = (t0 + offs_t) < seg_end
+        mask = mask_t[:, None] & mask_d[None, :]
+        dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+        _, dy, _, _ = load_output_grad(g_tile + t64 * s_g_l, z_tile + t64 * s_z_l, mask, HAS_Z)
+        Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_t[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
+        decay = tl.exp2(dt[:, None, :] * A2[None])
+        _, w = adjoint_scan(decay, Ct[:, :, None] * dy[:, None, :], w, offs_t, TILE)
+        dtsum += dt
+    row = b64 * n_segments + pid_s
+    tl.store(local_ptr + row * dstate * dim + offs_n[:, None] * dim + offs_d[None, :], w, mask=mask_nd)
+    tl.store(dtsum_ptr + row * dim + offs_d, tl.sum(dtsum, axis=0), mask=mask_d)
+
+
+@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks", "n_dblocks", "batch"])
+def _scan_bwd_kernel(
+    u_ptr,
+    delta_ptr,
+    A2_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    dout_ptr,
+    chunk_ptr,  # (batch, n_chunks, dstate, dim) float32: states saved by the forward
+    carry_ptr,  # (batch, S, dstate, dim) float32: adjoint entering each segment from its right
+    dlast_ptr,  # (batch, dim, dstate) strided: gradient of the last state
+    scratch_ptr,  # (programs, CHUNK // TILE, BLOCK_N, BLOCK_D) float32: tile start states of one chunk
+    counter_ptr,  # int32 work-item counter, zero at launch
+    du_ptr,
+    ddelta_ptr,
+    dz_ptr,
+    dB_ptr,  # (batch, groups, seqlen, dstate) float32, accumulated
+    dC_ptr,
+    dA_ptr,  # (dim, dstate) float32, accumulated
+    dD_ptr,  # (dim,) float32, accumulated
+    dbias_ptr,  # (dim,) float32, accumulated
+    dh0_ptr,  # (batch, dim, dstate) float32
+    seqlen,
+    seg_len,
+    dim,
+    dstate,
+    group_dim,
+    n_groups,
+    n_segments,
+    n_chunks,
+    n_dblocks,
+    batch,
+    s_u_b,
+    s_u_d,
+    s_u_l,
+    s_dt_b,
+    s_dt_d,
+    s_dt_l,
+    s_z_b,
+    s_z_d,
+    s_z_l,
+    s_g_b,
+    s_g_d,
+    s_g_l,
+    s_du_b,
+    s_du_d,
+    s_du_l,
+    s_ddt_b,
+    s_ddt_d,
+    s_ddt_l,
+    s_dz_b,
+    s_dz_d,
+    s_dz_l,
+    s_B_b,
+    s_B_g,
+    s_B_n,
+    s_B_l,
+    s_C_b,
+    s_C_g,
+    s_C_n,
+    s_C_l,
+    s_dl_b,
+    s_dl_d,
+    s_dl_n,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    HAS_CARRY: tl.constexpr,
+    HAS_DLAST: tl.constexpr,
+    WANT_DH0: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    TILE: tl.constexpr,
+    CHUNK: tl.constexpr,
+    LOG_D: tl.constexpr,
+    LEVELS: tl.constexpr,
+    FAST: tl.constexpr,
+):
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, TILE)
+    offs_c = tl.arange(0, BLOCK_D)
+    mask_n = offs_n < dstate
+    block_offs = offs_n[:, None] * BLOCK_D + offs_c[None, :]
+    scratch = scratch_ptr + tl.program_id(0).to(tl.int64) * (CHUNK // TILE) * BLOCK_N * BLOCK_D + block_offs
+    zeros3 = tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32)  # accumulators start as slices of a tile
+    first_row, owner = scattered_rows(offs_c, TILE, LOG_D, LEVELS)
+    sums_rows = tl.arange(0, TILE >> LEVELS)[:, None, None] + first_row[None, None, :]  # (T >> LEVELS, 1, D)
+    sums_owner = owner[None, None, :]
+    n_items = n_dblocks * batch * n_segments
+
+    item = tl.atomic_add(counter_ptr, 1)
+    while item < n_items:
+        pid_d = item % n_dblocks
+        pid_b = (item // n_dblocks) % batch
+        pid_s = item // (n_dblocks * batch)
+        b64 = pid_b.to(tl.int64)
+        offs_d = pid_d * BLOCK_D + offs_c
+        mask_d = offs_d < dim
+        mask_nd = mask_n[:, None] & mask_d[None, :]
+        state_offs = offs_n[:, None] * dim + offs_d[None, :]
+        A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32) if HAS_D else None
+        group = (pid_d * BLOCK_D) // group_dim
+        tile_td = offs_t[:, None], offs_d[None, :]
+        u_tile = u_ptr + b64 * s_u_b + (tile_td[0] * s_u_l + tile_td[1] * s_u_d)
+        dt_tile = delta_ptr + b64 * s_dt_b + (tile_td[0] * s_dt_l + tile_td[1] * s_dt_d)
+        z_tile = z_ptr + b64 * s_z_b + (tile_td[0] * s_z_l + tile_td[1] * s_z_d)
+        g_tile = dout_ptr + b64 * s_g_b + (tile_td[0] * s_g_l + tile_td[1] * s_g_d)
+        du_tile = du_ptr + b64 * s_du_b + (tile_td[0] * s_du_l + tile_td[1] * s_du_d)
+        ddt_tile = ddelta_ptr + b64 * s_ddt_b + (tile_td[0] * s_ddt_l + tile_td[1] * s_ddt_d)
+        dz_tile = dz_ptr + b64 * s_dz_b + (tile_td[0] * s_dz_l + tile_td[1] * s_dz_d)
+        B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
+        C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
+        dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + offs_n[None, :, None])
+
+        # The adjoint entering this segment from the right: d last_state, or the passed carry.
+        w = tl.sum(zeros3, axis=0)
+        if HAS_DLAST:  # noqa: SIM102 - a compile-time branch around a run-time one
+            if pid_s == n_segments - 1:
+                dl_offs = offs_n[:, None] * s_dl_n + offs_d[None, :] * s_dl_d
+                w += tl.load(dlast_ptr + b64 * s_dl_b + dl_offs, mask=mask_nd, other=0.0)
+        if HAS_CARRY:
+            row = b64 * n_segments + pid_s
+            w += tl.load(carry_ptr + row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
+        dA_acc = tl.sum(zeros3, axis=0)
+        dD_acc = tl.sum(zeros3, axis=1)  # (T, D): summed over positions once per item
+        dbias_acc = tl.sum(zeros3, axis=1)
+
+        seg_start = pid_s * seg_len
+        seg_end = tl.minimum(seg_start + seg_len, seqlen)
+        n_seg_chunks = tl.cdiv(seg_end - seg_start, CHUNK)
+        for ci in range(n_seg_chunks):
+            c0 = seg_start + (n_seg_chunks - 1 - ci) * CHUNK
+            n_tiles = tl.cdiv(tl.minimum(c0 + CHUNK, seg_end) - c0, TILE)
+            row = b64 * n_chunks + c0 // CHUNK
+            h = tl.load(chunk_ptr + row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
+            # Forward sweep: the start state of every tile of the chunk, into the scratch buffer.
+            for k in range(n_tiles):
+                tl.store(scratch + k * BLOCK_N * BLOCK_D, h)
+                t0 = c0 + k * TILE
+                t64 = t0.to(tl.int64)
+                mask_t = (t0 + offs_t) < seg_end
+                mask = mask_t[:, None] & mask_d[None, :]
+                dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+                u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
+                mask_bc = mask_t[:, None] & mask_n[None, :]
+                Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)
+                decay = tl.exp2(dt[:, None, :] * A2[None])
+                h = linear_scan_last(decay, (dt * u)[:, None, :] * Bt[:, :, None], h, offs_t, TILE)
+            tl.debug_barrier()
+            # Backward sweep over the same tiles, last first.
+            for k in range(n_tiles):
+                t0 = c0 + (n_tiles - 1 - k) * TILE
+                t64 = t0.to(tl.int64)
+                h0 = tl.load(scratch + (n_tiles - 1 - k) * BLOCK_N * BLOCK_D)
+                mask_t = (t0 + offs_t) < seg_end
+                mask = mask_t[:, None] & mask_d[None, :]
+                mask_bc = mask_t[:, None] & mask_n[None, :]
+                dt, slope = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+                u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
+                dout, dy, z, zsig = load_output_grad(g_tile + t64 * s_g_l, z_tile + t64 * s_z_l, mask, HAS_Z)
+                B3 = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)[:, :, None]
+                C3 = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)[:, :, None]
+                x = dt * u
+                decay = tl.exp2(dt[:, None, :] * A2[None])
+                inp = x[:, None, :] * B3
+                hs, _ = linear_scan(decay, inp, h0, offs_t, TILE)
+                if HAS_Z:
+                    y = tl.sum(hs * C3, axis=1)
+                    if HAS_D:
+                        y += Dskip[None, :] * u
+                    dz = dout * y * zsig * (1.0 + z * (1.0 - zsig))
+                    tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+                g, w = adjoint_scan(decay, C3 * dy[:, None, :], w, offs_t, TILE)
+                # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
+                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS, FAST)
+                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS, FAST)
+                ge = g * (hs - inp)  # g_t a_t h_{t-1}
+                dA_acc += tl.sum(ge * dt[:, None, :], axis=0)
+                gB = tl.sum(g * B3, axis=1)  # (T, D)
+                ddelta = (tl.sum(ge * A2[None], axis=1) * 0.6931471805599453 + gB * u) * slope
+                ddelta = tl.where(mask, ddelta, 0.0)
+                du = gB * dt
+                if HAS_D:
+                    du += Dskip[None, :] * dy
+                    dD_acc += dy * u
+                dbias_acc += ddelta
+                tl.store(du_tile + t64 * s_du_l, du.to(du_ptr.dtype.element_ty), mask=mask)
+                tl.store(ddt_tile + t64 * s_ddt_l, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
+                mask_sums = sums_owner & ((t0 + sums_rows) < seg_end) & mask_n[None, :, None]
+                tl.atomic_add(dB_ptr + dBC_rows + t64 * dstate, dB, mask=mask_sums, sem="relaxed")
+                tl.atomic_add(dC_ptr + dBC_rows + t64 * dstate, dC, mask=mask_sums, sem="relaxed")
+            tl.debug_barrier()
+
+        if WANT_DH0:  # noqa: SIM102 - a compile-time branch around a run-time one
+            if pid_s == 0:
+                dh0 = dh0_ptr + b64 * dim * dstate + offs_d[None, :] * dstate + offs_n[:, None]
+                tl.store(dh0, w, mask=mask_nd)
+        tl.atomic_add(dA_ptr + offs_d[None, :] * dstate + offs_n[:, None], dA_acc, mask=mask_nd, sem="relaxed")
+        if HAS_D:
+            tl.atomic_add(dD_ptr + offs_d, tl.sum(dD_acc, axis=0), mask=mask_d, sem="relaxed")
+        if HAS_BIAS:
+            tl.atomic_add(dbias_ptr + offs_d, tl.sum(dbias_acc, axis=0), mask=mask_d, sem="relaxed")
+        item = tl.atomic_add(counter_ptr, 1)
+
+
+def _programs(device: torch.device, n_items: int) -> int:
+    if device.type != "cuda":
+        return min(n_items, 2)  # the interpreter runs programs one after another
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return min(n_items, sm_count(index) * PROGRAMS_PER_SM)
+
+
+def scan_bwd(
+    dout: Tensor,
+    d_last: Tensor | None,
+    u: Tensor,
+    delta: Tensor,
+    A2: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    chunks: Tensor,
+    tiling: ScanTiling,
+    want_dh0: bool,
+) -> tuple[Tensor, ...]:
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, d initial_state); None where an input is None.
+
+    ``chunks`` are the forward's saved states; ``d_last`` is the gradient of the returned last state.
+    """
+    batch, dim, seqlen = u.shape
+    dstate = A2.shape[1]
+    B4, C4 = as_groups(B), as_groups(C)
+    n_groups = B4.shape[1]
+    device = u.device
+    f32 = {"device": device, "dtype": torch.float32}
+    block_d, tile, chunk = tiling.bwd_block_d, tiling.bwd_tile, tiling.chunk
+    n_dblocks = triton.cdiv(dim, block_d)
+    segments = tiling.bwd_segments
+    seg_len = segment_length(seqlen, segments, chunk)
+    fast = fast_math()
+    z_arg = z if z is not None else u
+    dout = dout if dout.stride(1) == 1 or dout.stride(2) == 1 else dout.contiguous()
+
+    carry = None
+    if segments > 1:
+        local = torch.empty(batch, segments, dstate, dim, **f32)
+        dtsum = torch.empty(batch, segments, dim, **f32)
+        _scan_bwd_local_kernel[(n_dblocks * batch, segments - 1)](
+            delta, A2, C4, z_arg, delta_bias if delta_bias is not None else A2, dout, local, dtsum,
+            seqlen, seg_len, dim, dstate, dim // n_groups, segments,
+            *delta.stride(), *z_arg.stride(), *dout.stride(), *C4.stride(),
+            HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, FAST=fast, num_warps=1,
+        )  # fmt: skip
+        seed = d_last.transpose(1, 2) if d_last is not None else None
+        carry = pass_states(local, dtsum, A2, seed, reverse=True)
+
+    du, ddelta = like_layout(u), like_layout(delta)
+    dz = like_layout(z) if z is not None else None
+    dB = torch.zeros(batch, n_groups, seqlen, dstate, **f32)
+    dC = torch.zeros(batch, n_groups, seqlen, dstate, **f32)
+    dA = torch.zeros(dim, dstate, **f32)
+    dD = torch.zeros(dim, **f32) if D is not None else None
+    dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
+    dh0 = torch.empty(batch, dim, dstate, **f32) if want_dh0 else None
+    n_items = n_dblocks * batch * segments
+    log_d = block_d.bit_length() - 1
+    programs = _programs(device, n_items)
+    scratch = torch.empty(programs, chunk // tile, tiling.block_n, block_d, **f32)
+    counter = torch.zeros(1, device=device, dtype=torch.int32)
+    dlast_arg = d_last if d_last is not None and carry is None else A2.new_empty(1, 1, 1)
+    _scan_bwd_kernel[(programs,)](
+        u, delta, A2, B4, C4, D if D is not None else A2, z_arg, delta_bias if delta_bias is not None else A2, dout,
+        chunks, carry if carry is not None else A2, dlast_arg, scratch, counter,
+        du, ddelta, dz if dz is not None else du, dB, dC, dA, dD if dD is not None else dA,
+        dbias if dbias is not None else dA, dh0 if dh0 is not None else dA,
+        seqlen, seg_len, dim, dstate, dim // n_groups, n_groups, segments, chunks.shape[1], n_dblocks, batch,
+        *u.stride(), *delta.stride(), *z_arg.stride(), *dout.stride(), *du.stride(), *ddelta.stride(),
+        *(dz if dz is not None else du).stride(), *B4.stride(), *C4.stride(), *dlast_arg.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+        HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
+        BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
+        LEVELS=min(log_d, tile.bit_length() - 1), FAST=fast, num_warps=1,
+    )  # fmt: skip
+    dB = dB.permute(0, 1, 3, 2)  # (batch, groups, dstate, seqlen)
+    dC = dC.permute(0, 1, 3, 2)
+    if B.dim() == 3:
+        dB, dC = dB[:, 0], dC[:, 0]
+    return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dz, dbias, dh0

@@ -1,0 +1,111 @@
+"""Tile sizes and sequence segments of the Triton selective scan: a small heuristic table, no autotuning.
+
+Every kernel runs one warp per program. Tiles are sized so that each thread holds about 32 float32 numbers per
+(positions x states x channels) array: the forward tile is (TILE, BLOCK_N, BLOCK_D), the backward tile
+(TILE, REPS, BLOCK_N, LANES_D) with ``REPS`` channels per thread so that sums over channels stay mostly in-thread.
+Positions always live inside a thread, which makes each scan a chain of fused multiply-adds.
+
+A sequence is cut into ``segments`` when batch x channel blocks alone would leave the GPU idle (long sequences,
+small batches); ``chunk`` is the spacing of the states the forward saves for the backward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import triton
+
+PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
+FWD_BLOCK_D, BWD_BLOCK_D = 32, 16  # channels per program
+CHUNK = 64  # positions between saved states: dstate * 4 / CHUNK bytes per channel and token
+
+
+@dataclass(frozen=True)
+class ScanTiling:
+    """How one selective-scan call is cut into programs (fields chosen by :func:`plan_scan` unless forced)."""
+
+    block_n: int  # states, padded to a power of two
+    fwd_block_d: int  # channels per forward program
+    fwd_tile: int  # positions per forward tile
+    bwd_block_d: int  # channels per backward program
+    bwd_tile: int  # positions per backward tile
+    chunk: int  # positions between saved states (a multiple of both tiles)
+    fwd_segments: int
+    bwd_segments: int
+
+
+@cache
+def sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _target_programs(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1  # the interpreter runs programs one by one: never segment unless asked
+    return sm_count(device.index if device.index is not None else torch.cuda.current_device()) * PROGRAMS_PER_SM
+
+
+def _largest_pow2_dividing(n: int, cap: int) -> int:
+    p = 1
+    while p < cap and n % (2 * p) == 0:
+        p *= 2
+    return p
+
+
+def _segments(programs: int, target: int, seqlen: int, chunk: int) -> int:
+    """1 when the programs keep every SM busy; else enough segments (whole chunks long) to reach the target.
+
+    A second segment costs a state-only pass over the sequence (about 60% of a forward), so the sequence is only
+    cut when fewer than a quarter of the target programs exist (about two warps per SM).
+    """
+    if programs * 4 >= target:
+        return 1
+    wanted = math.ceil(target / programs)
+    seg_len = chunk * max(1, math.ceil(seqlen / (wanted * chunk)))
+    return math.ceil(seqlen / seg_len)
+
+
+def plan_scan(
+    batch: int,
+    dim: int,
+    dstate: int,
+    seqlen: int,
+    groups: int,
+    device: torch.device,
+    tile: int | None = None,
+    segments: int | None = None,
+    chunk: int | None = None,
+) -> ScanTiling:
+    """The tiling for one call; ``tile``, ``segments`` and ``chunk`` force those choices (tests use them to run the
+    multi-tile, multi-chunk and multi-segment paths on tiny shapes)."""
+    group_dim = dim // groups
+    block_n = max(2, triton.next_power_of_2(dstate))
+
+    def channels(cap: int) -> int:  # one group per program
+        block_d = _largest_pow2_dividing(group_dim, cap) if groups > 1 else cap
+        return min(block_d, max(1, triton.next_power_of_2(dim)))
+
+    fwd_block_d, bwd_block_d = channels(FWD_BLOCK_D), channels(BWD_BLOCK_D)
+    fwd_tile = tile or max(2, min(16, 2048 // (block_n * fwd_block_d)))
+    bwd_tile = tile or max(2, min(16, 1024 // (block_n * bwd_block_d)))
+    chunk = chunk or max(CHUNK, fwd_tile, bwd_tile)
+    if chunk % fwd_tile or chunk % bwd_tile:
+        raise ValueError(f"chunk ({chunk}) must be a multiple of the tiles ({fwd_tile}, {bwd_tile})")
+    target = _target_programs(device)
+    fwd_programs = batch * math.ceil(dim / fwd_block_d)
+    bwd_programs = batch * math.ceil(dim / bwd_block_d)
+    if segments is None:
+        fwd_segments = _segments(fwd_programs, target, seqlen, chunk)
+        bwd_segments = _segments(bwd_programs, target, seqlen, chunk)
+    else:
+        seg_len = chunk * max(1, math.ceil(seqlen / (segments * chunk)))
+        fwd_segments = bwd_segments = max(1, math.ceil(seqlen / seg_len))
+    return ScanTiling(block_n, fwd_block_d, fwd_tile, bwd_block_d, bwd_tile, chunk, fwd_segments, bwd_segments)
+
+
+def segment_length(seqlen: int, segments: int, chunk: int) -> int:
+    """Positions per segment: whole chunks, so that segments start on saved states."""
+    return chunk * max(1, math.ceil(seqlen / (segments * chunk)))
