@@ -51,7 +51,11 @@ def peer_model(config: MambaConfig) -> nn.Module | None:
     from mamba_ssm.models.config_mamba import MambaConfig as PeerConfig
     from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as PeerModel
 
-    return PeerModel(PeerConfig(**config.to_dict()))
+    fields = config.to_dict()
+    if config.mixer == "Mamba2" and importlib.util.find_spec("causal_conv1d") is None:
+        # mamba_ssm's fused Mamba-2 path needs the causal_conv1d package; without it, its unfused path runs
+        fields["ssm_cfg"] = {**fields["ssm_cfg"], "use_mem_eff_path": False}
+    return PeerModel(PeerConfig(**fields))
 
 
 def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, plan: MemoryPlan) -> Callable[[], None]:
@@ -115,8 +119,14 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                     row.update({"ms": ms, "tok_per_s": batch * seqlen / ms * 1e3})
                 except torch.cuda.OutOfMemoryError:
                     row.update({"ms": None, "tok_per_s": None, "note": "out of memory"})
+                except Exception as err:  # a failing peer or mode is recorded, the other rows still run
+                    if impl == "genossm":
+                        raise
+                    row.update({"ms": None, "tok_per_s": None, "note": f"{type(err).__name__}: {err}"[:120]})
                 rows.append(row)
+                print(format_table([row]).splitlines()[-1], flush=True)
                 del ids, call
+                model.zero_grad(set_to_none=True)
             model.cpu()
     print(f"{'training step' if opts.train else 'forward'} on {device} ({opts.dtype})")
     print(format_table(rows))

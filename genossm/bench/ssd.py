@@ -180,7 +180,7 @@ def run(opts: SSDBenchOptions) -> list[dict[str, object]]:
         del inputs, reference
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    failed = [r for r in rows if not r["err"] < (2e-2 if opts.dtype == "bfloat16" else 1e-4)]
+    failed = [r for r in rows if not r["err"] < (5e-2 if opts.dtype == "bfloat16" else 1e-4)]  # bf16: mamba_ssm ~3e-2
     summary = summarize(rows)
     print(f"SSD scan on {device_name(device)}: {opts.tokens} tokens per call, H={opts.nheads} P={opts.headdim} "
           f"G={opts.ngroups} chunk={opts.chunk_size} {opts.dtype}; floor = max(bytes / {opts.peak_tbps} TB/s, "

@@ -74,8 +74,9 @@ def _conv_fwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid_d, pid_b, pid_l = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
+    n_dblocks, n_lblocks = tl.cdiv(dim, BLOCK_D), tl.cdiv(seqlen, BLOCK_L)
+    pid = tl.program_id(0)  # one flat axis: (batch, channel block, position block), positions fastest
+    pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -154,8 +155,9 @@ def _conv_bwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid_d, pid_b, pid_l = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
+    n_dblocks, n_lblocks = tl.cdiv(dim, BLOCK_D), tl.cdiv(seqlen, BLOCK_L)
+    pid = tl.program_id(0)  # one flat axis: (batch, channel block, position block), positions fastest
+    pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -193,9 +195,9 @@ def _conv_bwd_kernel(
             tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
-def _grid(x: Tensor, block_l: int) -> tuple[int, int]:
+def _grid(x: Tensor, block_l: int) -> tuple[int]:
     batch, dim, seqlen = x.shape
-    return triton.cdiv(dim, BLOCK_D) * batch, triton.cdiv(seqlen, block_l)  # batch folded in: no 65535 limit
+    return (triton.cdiv(dim, BLOCK_D) * batch * triton.cdiv(seqlen, block_l),)  # one axis: no 65535 limit at long L
 
 
 class CausalConv1dFn(torch.autograd.Function):
