@@ -34,8 +34,8 @@ step() {  # step NAME COMMAND...: run, log, report the exit status
 for what in "$@"; do
   case $what in
     peer) step peer bash .peer/peer-kernels.sh build ;;
-    tests) step tests timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -m gpu -n 8 tests/kernels tests/classification \
-      -p no:cacheprovider ;;
+    tests) step tests timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -o addopts="" -q -m gpu -n 12 tests/kernels \
+      tests/classification -p no:cacheprovider ;;
     scan) step bench-scan genossm bench selective-scan --out "$R/scan" ;;
     scan-sweep)  # sensitivity of the forward to segments at long L and of both passes to the tile at short L
       for s in 16 64 256; do
@@ -64,7 +64,8 @@ for what in "$@"; do
       --max-steps "$STEPS" --output /tmp/scale-length --results-doc results/pretraining.md ;;
     scale-size) step scale-size genossm scale --series scaling-size --data /tmp/apes/Hsap.fa \
       --max-steps "$STEPS" --output /tmp/scale-size --results-doc results/pretraining.md ;;
-    study) step study genossm study --config great-apes --maf "$MAF" --max-steps "$STEPS" --work /tmp/study ;;
+    study) step study genossm study --config great-apes --maf "$MAF" --max-steps "$STEPS" --work /tmp/study \
+      --eval-windows "${EVAL_WINDOWS:-256}" --kmer-windows "${EVAL_WINDOWS:-256}" ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done

@@ -79,7 +79,7 @@ def _conv_fwd_kernel(
     pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    pos = pid_l.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride passes 2^31
     mask_d = offs_d < dim
     x_tile = x_ptr + b64 * s_x_b + offs_d[None, :] * s_x_d
     init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
@@ -160,7 +160,7 @@ def _conv_bwd_kernel(
     pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    pos = pid_l.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride passes 2^31
     mask_d = offs_d < dim
     x_tile = x_ptr + b64 * s_x_b + offs_d[None, :] * s_x_d
     init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
