@@ -56,6 +56,13 @@ def run_with_grads(scan, inputs, grad_out, grad_state, **kwargs):
     return out, state, {k: v.grad for k, v in leaves.items() if v is not None}
 
 
+def grad_error(got, ref):
+    """Relative error of a gradient, with an absolute slack of 1e-6 per element: a gradient that is exactly zero
+    in the reference (dA of a one-position scan from a zero state) is matched by float rounding, not by zero."""
+    diff = (got.double() - ref.double()).norm()
+    return float(diff / (ref.double().norm() + 1e-6 * got.numel() ** 0.5))
+
+
 def check_against_reference(inputs, softplus=True, with_state_grad=True, **forced):
     dtype = inputs["u"].dtype
     grad_out = torch.randn(inputs["u"].shape, device=inputs["u"].device)
@@ -72,7 +79,7 @@ def check_against_reference(inputs, softplus=True, with_state_grad=True, **force
     assert rel_err(state, ref_state) < TOL[torch.float32] * (1 if dtype == torch.float32 else 10)
     for name, ref_grad in ref_grads.items():  # half types also round the incoming gradient of out
         assert grads[name].shape == ref_grad.shape and grads[name].dtype == inputs[name].dtype, name
-        assert rel_err(grads[name], ref_grad) < tol, (name, rel_err(grads[name], ref_grad))
+        assert grad_error(grads[name], ref_grad) < tol, (name, grad_error(grads[name], ref_grad))
 
 
 @pytest.mark.parametrize(
@@ -156,8 +163,9 @@ def test_gpu_grid(seqlen, groups, dtype, layout, poisoned_empty):
     # layout keep the compile time of the grid to a few minutes.
     full = seqlen in (63, 2049)
     inputs = make_inputs(batch=2, dim=64, dstate=16, seqlen=seqlen, groups=groups, dtype=dtype, layout=layout)
-    if not full:
+    if not full:  # without softplus, step sizes must be positive themselves (else the state grows past fp16)
         inputs.update({k: None for k in OPTIONAL})
+        inputs["delta"] = inputs["delta"].abs()
     check_against_reference(inputs, softplus=full)
 
 
