@@ -6,10 +6,9 @@ sends half of a thread's values to the partner lane and keeps the other half), t
 what is left, so a (4, 16, 16) tile costs about half the shuffles and adds. Lanes end up holding different
 positions, which :func:`scattered_rows` reports.
 
-Compiled, a lane exchange is one ``shfl.sync.bfly``; that requires the channel index to equal the lane index,
-which holds for one-warp tiles with C <= 32 channels on the fastest axis (Triton's default layout). Triton's
-interpreter has no lanes: there the same exchange is the permutation channel -> channel ^ mask, so the CPU tests
-run the same algorithm.
+A channel exchange is written as the permutation channel -> channel ^ mask (``tl.flip`` of a reshaped tile), which
+Triton lowers to whatever its layout needs. (An earlier version issued ``shfl.sync.bfly`` directly, assuming lane =
+channel; on the H100 Triton 3.6 picked another layout and dB, dC came out wrong, while the interpreter passed.)
 """
 
 import triton
@@ -19,27 +18,8 @@ from .recurrence import row, with_row
 
 
 @triton.jit
-def _shuffle_xor(x, MASK: tl.constexpr):
-    bits = x.to(tl.int32, bitcast=True)
-    if MASK == 1:
-        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
-    elif MASK == 2:
-        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
-    elif MASK == 4:
-        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
-    elif MASK == 8:
-        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
-    else:
-        tl.static_assert(MASK == 16)
-        out = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, -1;", "=r,r", [bits], tl.int32, True, 1)
-    return out.to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def lane_xor(x, MASK: tl.constexpr, FAST: tl.constexpr):
-    """x[..., c ^ MASK] for a (A, B, C) tile: the partner lane's value."""
-    if FAST:
-        return _shuffle_xor(x, MASK)
+def lane_xor(x, MASK: tl.constexpr):
+    """x[..., c ^ MASK] for a (A, B, C) tile: the partner channel's value (a permutation of the channel axis)."""
     A: tl.constexpr = x.shape[0]
     B: tl.constexpr = x.shape[1]
     C: tl.constexpr = x.shape[2]
@@ -60,7 +40,7 @@ def _halves(x, offs_t, HALF: tl.constexpr):
 
 
 @triton.jit
-def sum_channels_scattered(x, offs_c, TILE: tl.constexpr, LOG_C: tl.constexpr, LEVELS: tl.constexpr, FAST):
+def sum_channels_scattered(x, offs_c, TILE: tl.constexpr, LOG_C: tl.constexpr, LEVELS: tl.constexpr):
     """Sum over the channel axis of ``x`` (TILE, B, 2^LOG_C) with LEVELS = log2 min(TILE, C) halvings: a
     (TILE >> LEVELS, B, C) tile whose value at (t, b, c) is the sum for position ``scattered_rows(c) + t`` - the
     same on lanes that differ only in their low LOG_C - LEVELS bits."""
@@ -69,10 +49,10 @@ def sum_channels_scattered(x, offs_c, TILE: tl.constexpr, LOG_C: tl.constexpr, L
     for level in tl.static_range(LEVELS):
         lo, hi = _halves(x, offs_t, TILE >> (level + 1))
         upper = (((offs_c >> (LOG_C - 1 - level)) & 1) == 1)[None, None, :]
-        x = tl.where(upper, hi, lo) + lane_xor(tl.where(upper, lo, hi), 1 << (LOG_C - 1 - level), FAST)
+        x = tl.where(upper, hi, lo) + lane_xor(tl.where(upper, lo, hi), 1 << (LOG_C - 1 - level))
         offs_t = tl.arange(0, TILE >> (level + 1))
     for level in tl.static_range(LOG_C - LEVELS):
-        x += lane_xor(x, 1 << level, FAST)
+        x += lane_xor(x, 1 << level)
     return x
 
 

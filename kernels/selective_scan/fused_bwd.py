@@ -307,10 +307,8 @@ def _scan_bwd_kernel(
                     tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
                 g, w = adjoint_scan(decay, C3 * dy[:, None, :], w, offs_t, TILE)
                 # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
-                # layout-independent exchange (False): the shuffle path assumed lane = channel, which is not
-                # the layout Triton picks on the GPU, and gave wrong dB and dC there
-                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS, False)
-                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS, False)
+                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS)
+                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS)
                 ge = g * (hs - inp)  # g_t a_t h_{t-1}
                 dA_acc += tl.sum(ge * dt[:, None, :], axis=0)
                 gB = tl.sum(g * B3, axis=1)  # (T, D)
