@@ -215,7 +215,9 @@ class SpeciesTrainDataset(Dataset):
         n_micro, micro_batch = c.shape()
         count = n_micro * micro_batch
         rng = step_rng(c.seed, step)
-        labels = rng.permutation(np.arange(count) % len(self.classes.labels))
+        # Classes take turns across steps: balanced within a step, and over consecutive steps when a step holds
+        # fewer windows than there are classes (one 1M-base window per step must not always be the first class).
+        labels = rng.permutation((step * count + np.arange(count)) % len(self.classes.labels))
         windows = np.empty((count, c.seqlen), dtype=np.uint8)
         for label in range(len(self.classes.labels)):
             rows = np.flatnonzero(labels == label)

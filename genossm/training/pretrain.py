@@ -137,6 +137,8 @@ def pretrain(opts: PretrainOptions) -> Path:
             f"out of GPU memory at L={opts.seqlen}: lower --max-tokens-per-micro-batch, or use --memory checkpoint "
             "(recompute blocks) or --memory segmented (train the sequence in segments)"
         ) from None
+    if opts.valid_items and trainer.global_step % opts.val_every:
+        trainer.validate(module, datamodule=data, verbose=False)  # held-out metrics of the final weights
     if trainer.is_global_zero:
         module.model.save_pretrained(run.model)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -136,3 +136,24 @@ def test_clear_errors(tmp_path, cache, setup, error, message):
         write_fasta(folder / "b.fa", good)
     with pytest.raises(error, match=message):
         make(target)
+
+
+def test_one_window_steps_still_cycle_through_every_class(tmp_path):
+    """A step of one window (long L) must not always hold the first class."""
+    folder = tmp_path / "classes"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.fa").write_text(">r\n" + "ACGT" * 64 + "\n")
+    config = SpeciesDataConfig(
+        classes=folder,
+        seqlen=32,
+        tokens_per_step=32,
+        max_tokens_per_micro_batch=32,
+        max_steps=6,
+        heldout_fraction=0.25,
+        heldout_windows_per_class=1,
+    )
+    data = SpeciesDataModule(config)
+    data.setup()
+    labels = [int(data.train_dataset[step]["labels"].item()) for step in range(6)]
+    assert sorted(labels) == [0, 0, 1, 1, 2, 2]

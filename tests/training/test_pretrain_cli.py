@@ -107,3 +107,8 @@ def test_pretrain_nan_names_the_step(tmp_path, tiny_model, capsys):
     assert pretrain(tiny_model, tmp_path / "nan", 4, "--lr", "1e30", "--grad-clip", "1e30") == 1
     err = capsys.readouterr().err
     assert "training stopped: loss is nan at optimizer step" in err and "--resume" in err
+
+
+def test_final_weights_are_validated_even_between_validations(tmp_path, tiny_model):
+    assert pretrain(tiny_model, tmp_path / "run", 3, "--val-every", "100") == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["val/loss"] > 0
