@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (root / ".ci" / "run").read_text()
     test_command = next(line for line in readme.splitlines() if line.endswith("&& pytest"))
     assert test_command in ci
+
+
+def test_yaml_paths_become_paths(tmp_path):
+    from genossm.cli.options import build_options
+    from genossm.training.pretrain import PretrainOptions
+
+    opts = build_options(PretrainOptions, {"output": "runs/x", "data": "a.fa"}, "test")
+    assert opts.output == Path("runs/x") and opts.data == Path("a.fa")

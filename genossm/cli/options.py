@@ -81,12 +81,18 @@ def check_keys(cls: type, values: dict[str, Any], source: str) -> None:
 
 
 def build_options(cls: type[T], values: dict[str, Any], source: str) -> T:
-    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``)."""
+    """``cls(**values)``, rejecting keys ``cls`` does not have (naming ``source``).
+
+    Values from YAML arrive as plain strings and numbers; paths are turned into ``Path`` here, as argparse does for
+    flags, so an option has one type whichever way it was given.
+    """
     check_keys(cls, values, source)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
     if missing:
         raise ValueError(f"{source}: missing required option(s) {missing}")
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    typed = {k: Path(v) if isinstance(v, str) and _scalar_type(hints[k]) is Path else v for k, v in values.items()}
+    return cls(**typed)
 
 
 def _required(field: dataclasses.Field) -> bool:
