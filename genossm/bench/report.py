@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def plot_lines(
     logx: bool = True,
     logy: bool = False,
     ylabel: str | None = None,
+    xlabel: str | None = None,
 ) -> None:
     """One line per value of ``series``: ``y`` against ``x``, saved as a PNG."""
     import matplotlib
@@ -42,9 +44,9 @@ def plot_lines(
         ax.set_xscale("log", base=2)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(x)
+    ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

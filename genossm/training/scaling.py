@@ -112,32 +112,26 @@ def report(rows: list[dict], title: str, x_axis: str, opts: ScaleOptions) -> Non
     """results.json, results.md and a plot of held-out perplexity in the series folder (and the results doc)."""
     write_json(rows, opts.output / "results.json", series=opts.series, title=title)
     plot_name = f"scaling-{x_axis}.png"
-    for_plot = [dict(r, series=title) for r in rows if r["val_ppl"] is not None]
-    plot_lines(
-        for_plot,
-        x_axis,
-        "val_ppl",
-        "series",
-        opts.output / plot_name,
-        title=title,
-        logx=True,
-        ylabel="held-out perplexity (per base)",
-    )
-    table = markdown_table(rows)
-    atomic_write_text(opts.output / "results.md", f"## {title}\n\n{table}\n\n![{title}]({plot_name})\n")
-    print(table)
-    if opts.results_doc:
-        doc_dir = opts.results_doc.parent
+    for_plot = [r for r in rows if r["val_ppl"] is not None]
+    series = "model" if x_axis == "seqlen" else "seqlen"
+    xlabel = "sequence length L (bases)" if x_axis == "seqlen" else "parameters"
+    folders = [opts.output] + ([opts.results_doc.parent] if opts.results_doc else [])
+    for folder in folders:
         plot_lines(
             for_plot,
             x_axis,
             "val_ppl",
-            "series",
-            doc_dir / plot_name,
+            series,
+            folder / plot_name,
             title=title,
             logx=True,
             ylabel="held-out perplexity (per base)",
+            xlabel=xlabel,
         )
+    table = markdown_table(rows)
+    atomic_write_text(opts.output / "results.md", f"## {title}\n\n{table}\n\n![{title}]({plot_name})\n")
+    print(table)
+    if opts.results_doc:
         section = f"## {title}\n\n{table}\n\n![{title}]({plot_name})\n"
         replace_section(opts.results_doc, title, section)
 
