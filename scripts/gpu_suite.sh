@@ -4,8 +4,9 @@
 #
 #   OUT=/tmp/out bash scripts/gpu_suite.sh peer scan ssd model memory      (from the repo root, on a CUDA machine)
 #
-# Steps: peer (build mamba_ssm from .peer/, ~3 min), tests (pytest -m gpu, 8 processes), scan, conv-norm, ssd,
-# ssd-sweep, ssd-stages (kernel benchmarks), model (training step), memory (long-context table), data (loader);
+# Steps: peer (build mamba_ssm from .peer/, ~3 min; or peer-bg ... peer-wait to build while other steps run), tests (pytest -m gpu, 8 processes), scan, conv-norm, ssd,
+# ssd-sweep, ssd-stages, scan-prefetch (kernel benchmarks), model (training step), memory (long-context table),
+# memory-targets (issue 9's target points), data (loader);
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series), study (great apes), each
 # STEPS optimizer steps per run. Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
@@ -34,9 +35,14 @@ step() {  # step NAME COMMAND...: run, log, report the exit status
 for what in "$@"; do
   case $what in
     peer) step peer bash .peer/peer-kernels.sh build ;;
+    peer-bg) bash .peer/peer-kernels.sh build >"$R/peer.log" 2>&1 & PEER_PID=$! ;;  # builds on the CPUs meanwhile
+    peer-wait) echo "=== waiting for the mamba_ssm build"; wait "${PEER_PID:-}"; tail -n 3 "$R/peer.log" ;;
     tests) step tests timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -o addopts="" -q -m gpu -n 12 tests/kernels \
       tests/classification -p no:cacheprovider ;;
-    scan) step bench-scan genossm bench selective-scan --out "$R/scan" ;;
+    scan) step bench-scan genossm bench selective-scan --profile --out "$R/scan" ;;
+    scan-prefetch)  # the same shapes with every next tile loaded ahead of its use
+      step bench-scan-prefetch genossm bench selective-scan --prefetch --profile --torch-max-seqlen 0 --repeats 10 \
+        --out "$R/scan-prefetch" ;;
     scan-sweep)  # sensitivity of the forward to segments at long L and of both passes to the tile at short L
       for s in 16 64 256; do
         step "sweep-seg$s" genossm bench selective-scan --shapes 256x16x65536,256x4x262144,256x1x1048576 \
@@ -58,6 +64,13 @@ for what in "$@"; do
       step bench-memory genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 \
         --model mamba1-0.7m,mamba2-0.8m,mamba1-7m,mamba2-7.5m --seqlen 1048576,2097152 \
         --memory plain,checkpoint,segmented --segment-len 262144 --out "$R/memory" ;;
+    memory-targets)  # issue 9's targets: 7M at 2^20 in short segments, 0.7M at 2^21 and 2^23 (points for the estimator)
+      for seg in 131072 65536; do
+        step "memory-7m-seg$seg" genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 \
+          --model mamba1-7m,mamba2-7.5m --seqlen 1048576 --memory segmented --segment-len "$seg" --out "$R/memory-7m-$seg"
+      done
+      step memory-long genossm bench model --train --dtype bfloat16 --batch 1 --repeats 1 --model mamba1-0.7m \
+        --seqlen 2097152,8388608 --memory segmented --segment-len 262144 --out "$R/memory-long" ;;
     data) step bench-data genossm bench data --out "$R/data" ;;
     apes) step apes genossm data maf2fasta "$MAF" /tmp/apes ;;  # per-species FASTA of the full alignment
     scale-length) step scale-length genossm scale --series scaling-length --data /tmp/apes/Hsap.fa \

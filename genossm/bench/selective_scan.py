@@ -13,6 +13,7 @@ import torch
 from genossm.cli.options import option
 from genossm.kernels import selective_scan_chunked, selective_scan_ref
 
+from .kernel_profile import format_breakdown, kernel_times, triton_resources
 from .kernel_timing import copy_bandwidth_gbps, exp_rate_per_ms, forward_call, time_ms, training_call
 from .report import plot_lines, write_json
 from .timing import format_table, pick_device
@@ -44,6 +45,8 @@ class SelectiveScanBenchOptions:
     torch_max_seqlen: int = option(4096, "time the chunked PyTorch path only up to this length (it is slow)")
     tile: int | None = option(None, "force the Triton tile (positions per tile)")
     segments: int | None = option(None, "force the number of sequence segments of the Triton kernels")
+    prefetch: bool | None = option(None, "Triton kernels load each next tile early (--prefetch) or not (--no-prefetch)")
+    profile: bool = option(False, "also print CUDA time per kernel and the Triton kernels' registers and spills")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     out: Path = option(Path("bench-results"), "directory for selective_scan.json and the plots")
 
@@ -93,7 +96,9 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
         from genossm.kernels.selective_scan.fused import selective_scan_fused
 
         def ours(**kw):
-            return selective_scan_fused(**kw, delta_softplus=True, tile=opts.tile, segments=opts.segments)
+            return selective_scan_fused(
+                **kw, delta_softplus=True, tile=opts.tile, segments=opts.segments, prefetch=opts.prefetch
+            )
 
         impls["genossm triton"] = (ours, "bdl")
         impls["genossm triton (b,l,d)"] = (ours, "bld")
@@ -129,6 +134,7 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
     exp_rate = exp_rate_per_ms(device)
     impls = implementations(opts, device)
     rows: list[dict[str, object]] = []
+    breakdowns: list[dict[str, object]] = []
     for dim, batch, seqlen in parse_shapes(opts.shapes):
         for name, (fn, layout) in impls.items():
             if name == "pytorch chunked" and seqlen > opts.torch_max_seqlen:
@@ -144,6 +150,9 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
                     continue
                 call = forward_call(fn, inputs) if mode == "fwd" else training_call(fn, inputs)
                 ms = time_ms(call, device, opts.repeats)
+                if opts.profile and device.type == "cuda" and name != "pytorch chunked":
+                    times = kernel_times(call)
+                    breakdowns.append(dict(dim=dim, batch=batch, seqlen=seqlen, mode=mode, impl=name, kernels=times))
                 floor = floor_bytes(dim, batch, seqlen, opts.dstate, esize, mode)
                 exps = dim * opts.dstate * batch * seqlen * (1 if mode == "fwd" else 2)
                 rows.append(
@@ -165,8 +174,26 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     add_speedups(rows)
+    if breakdowns:
+        print_profile(breakdowns, opts.out)
     report(rows, opts, device, copy_gbps)
     return rows
+
+
+def print_profile(breakdowns: list[dict[str, object]], out: Path) -> None:
+    """Per-kernel times of every profiled call, and the Triton kernels' registers and spills."""
+    from genossm.kernels.common.state_passing import _state_passing_kernel
+    from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel, _scan_bwd_local_kernel
+    from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel
+
+    resources = triton_resources(_scan_fwd_kernel, _scan_bwd_kernel, _scan_bwd_local_kernel, _state_passing_kernel)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(breakdowns, out / "selective_scan_profile.json", triton_kernels=resources)
+    for b in breakdowns:
+        print(f"{b['impl']} {b['mode']} D={b['dim']} B={b['batch']} L={b['seqlen']}:")
+        print(format_breakdown(b["kernels"]))
+    for r in resources:
+        print(f"triton {r['kernel']}: {r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared")
 
 
 def add_speedups(rows: list[dict[str, object]]) -> None:

@@ -34,21 +34,41 @@ from ..common.math import fast_math, silu_sigmoid
 from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
-from .fused_fwd import as_groups, load_step_sizes
+from .fused_fwd import as_groups, load_fwd_tile, load_step_sizes, step_sizes
 from .tiling import ScanTiling, segment_length, sm_count
 
 PROGRAMS_PER_SM = 16
 
 
 @triton.jit
-def load_output_grad(dout_ptrs, z_ptrs, mask, HAS_Z: tl.constexpr):
-    """(dout, dy = dout * silu(z), z, sigmoid(z)) of a tile, float32."""
-    dout = tl.load(dout_ptrs, mask=mask, other=0.0).to(tl.float32)
+def output_grad(dout, z, HAS_Z: tl.constexpr):
+    """(dy = dout * silu(z), sigmoid(z)) of a float32 tile (dy = dout without a gate)."""
     if HAS_Z:
-        z = tl.load(z_ptrs, mask=mask, other=0.0).to(tl.float32)
         gate, zsig = silu_sigmoid(z)
-        return dout, dout * gate, z, zsig
-    return dout, dout, dout, dout
+        return dout * gate, zsig
+    return dout, dout
+
+
+@triton.jit
+def load_bwd_tile(
+    dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, t0, lo, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l,
+    offs_t, offs_n, mask_d, dstate, HAS_Z: tl.constexpr,
+):  # fmt: skip
+    """The backward's inputs at positions [t0, t0 + TILE) as float32: (delta, u, B, C, dout, z), z = dout when
+    unused. Positions outside [lo, seg_end) read as zero (a prefetch may point before the chunk)."""
+    t64 = t0.to(tl.int64)
+    mask_t = ((t0 + offs_t) < seg_end) & ((t0 + offs_t) >= lo)
+    mask = mask_t[:, None] & mask_d[None, :]
+    mask_bc = mask_t[:, None] & (offs_n[None, :] < dstate)
+    raw_dt = tl.load(dt_tile + t64 * s_dt_l, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
+    Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)
+    Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)
+    dout = tl.load(g_tile + t64 * s_g_l, mask=mask, other=0.0).to(tl.float32)
+    z = dout
+    if HAS_Z:
+        z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32)
+    return raw_dt, u, Bt, Ct, dout, z
 
 
 @triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments"])
@@ -117,7 +137,9 @@ def _scan_bwd_local_kernel(
         mask_t = (t0 + offs_t) < seg_end
         mask = mask_t[:, None] & mask_d[None, :]
         dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
-        _, dy, _, _ = load_output_grad(g_tile + t64 * s_g_l, z_tile + t64 * s_z_l, mask, HAS_Z)
+        dout = tl.load(g_tile + t64 * s_g_l, mask=mask, other=0.0).to(tl.float32)
+        z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32) if HAS_Z else dout
+        dy, _ = output_grad(dout, z, HAS_Z)
         Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_t[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
         decay = tl.exp2(dt[:, None, :] * A2[None])
         _, w = adjoint_scan(decay, Ct[:, :, None] * dy[:, None, :], w, offs_t, TILE)
@@ -207,6 +229,7 @@ def _scan_bwd_kernel(
     CHUNK: tl.constexpr,
     LOG_D: tl.constexpr,
     LEVELS: tl.constexpr,
+    PREFETCH: tl.constexpr,
     FAST: tl.constexpr,
 ):
     offs_n = tl.arange(0, BLOCK_N)
@@ -269,32 +292,57 @@ def _scan_bwd_kernel(
             row = b64 * n_chunks + c0 // CHUNK
             h = tl.load(chunk_ptr + row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
             # Forward sweep: the start state of every tile of the chunk, into the scratch buffer.
+            if PREFETCH:
+                n_dt, n_u, n_B, _, _ = load_fwd_tile(
+                    dt_tile, u_tile, B_tile, C_tile, z_tile, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                    offs_t, offs_n, mask_d, dstate, True, False,
+                )  # fmt: skip
             for k in range(n_tiles):
                 tl.store(scratch + k * BLOCK_N * BLOCK_D, h)
                 t0 = c0 + k * TILE
-                t64 = t0.to(tl.int64)
-                mask_t = (t0 + offs_t) < seg_end
-                mask = mask_t[:, None] & mask_d[None, :]
-                dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
-                u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
-                mask_bc = mask_t[:, None] & mask_n[None, :]
-                Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)
+                if PREFETCH:
+                    raw_dt, u, Bt = n_dt, n_u, n_B
+                    n_dt, n_u, n_B, _, _ = load_fwd_tile(
+                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l,
+                        s_z_l, offs_t, offs_n, mask_d, dstate, True, False,
+                    )  # fmt: skip
+                else:
+                    raw_dt, u, Bt, _, _ = load_fwd_tile(
+                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                        offs_t, offs_n, mask_d, dstate, True, False,
+                    )  # fmt: skip
+                mask = ((t0 + offs_t) < seg_end)[:, None] & mask_d[None, :]
+                dt, _ = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
                 decay = tl.exp2(dt[:, None, :] * A2[None])
                 h = linear_scan_last(decay, (dt * u)[:, None, :] * Bt[:, :, None], h, offs_t, TILE)
             tl.debug_barrier()
             # Backward sweep over the same tiles, last first.
+            if PREFETCH:
+                n_dt, n_u, n_B, n_C, n_g, n_z = load_bwd_tile(
+                    dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, c0 + (n_tiles - 1) * TILE, c0, seg_end,
+                    s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l, offs_t, offs_n, mask_d, dstate, HAS_Z,
+                )  # fmt: skip
             for k in range(n_tiles):
                 t0 = c0 + (n_tiles - 1 - k) * TILE
                 t64 = t0.to(tl.int64)
                 h0 = tl.load(scratch + (n_tiles - 1 - k) * BLOCK_N * BLOCK_D)
                 mask_t = (t0 + offs_t) < seg_end
                 mask = mask_t[:, None] & mask_d[None, :]
-                mask_bc = mask_t[:, None] & mask_n[None, :]
-                dt, slope = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
-                u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
-                dout, dy, z, zsig = load_output_grad(g_tile + t64 * s_g_l, z_tile + t64 * s_z_l, mask, HAS_Z)
-                B3 = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)[:, :, None]
-                C3 = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)[:, :, None]
+                if PREFETCH:
+                    raw_dt, u, B2, C2, dout, z = n_dt, n_u, n_B, n_C, n_g, n_z
+                    n_dt, n_u, n_B, n_C, n_g, n_z = load_bwd_tile(
+                        dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, t0 - TILE, c0, seg_end,
+                        s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l, offs_t, offs_n, mask_d, dstate, HAS_Z,
+                    )  # fmt: skip
+                else:
+                    raw_dt, u, B2, C2, dout, z = load_bwd_tile(
+                        dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, t0, c0, seg_end,
+                        s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l, offs_t, offs_n, mask_d, dstate, HAS_Z,
+                    )  # fmt: skip
+                dt, slope = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+                dy, zsig = output_grad(dout, z, HAS_Z)
+                B3 = B2[:, :, None]
+                C3 = C2[:, :, None]
                 x = dt * u
                 decay = tl.exp2(dt[:, None, :] * A2[None])
                 inp = x[:, None, :] * B3
@@ -418,7 +466,7 @@ def scan_bwd(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
         BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
-        LEVELS=min(log_d, tile.bit_length() - 1), FAST=fast, num_warps=1,
+        LEVELS=min(log_d, tile.bit_length() - 1), PREFETCH=tiling.prefetch, FAST=fast, num_warps=1,
     )  # fmt: skip
     dB = dB.permute(0, 1, 3, 2)  # (batch, groups, dstate, seqlen)
     dC = dC.permute(0, 1, 3, 2)

@@ -25,9 +25,8 @@ from .tiling import ScanTiling, segment_length
 
 
 @triton.jit
-def load_step_sizes(delta_ptrs, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
-    """delta tile -> (dt, d dt / d delta), zero where masked."""
-    raw = tl.load(delta_ptrs, mask=mask, other=0.0).to(tl.float32)
+def step_sizes(raw, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+    """delta tile (float32) -> (dt, d dt / d delta), zero where masked."""
     if HAS_BIAS:
         raw = raw + bias[None]
     if SOFTPLUS:
@@ -35,6 +34,36 @@ def load_step_sizes(delta_ptrs, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl
     else:
         dt, slope = raw, tl.full(raw.shape, 1.0, tl.float32)
     return tl.where(mask, dt, 0.0), slope
+
+
+@triton.jit
+def load_step_sizes(delta_ptrs, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+    """Load a delta tile -> (dt, d dt / d delta), zero where masked."""
+    raw = tl.load(delta_ptrs, mask=mask, other=0.0).to(tl.float32)
+    return step_sizes(raw, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+
+
+@triton.jit
+def load_fwd_tile(
+    dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+    offs_t, offs_n, mask_d, dstate, STATE_ONLY: tl.constexpr, HAS_Z: tl.constexpr,
+):  # fmt: skip
+    """The forward's inputs at positions [t0, t0 + TILE) as float32: (delta, u, B, C, z), where an unused C is B's
+    tile and an unused z is u's. Positions at or past ``seg_end`` read as zero."""
+    t64 = t0.to(tl.int64)
+    mask_t = (t0 + offs_t) < seg_end
+    mask = mask_t[:, None] & mask_d[None, :]
+    mask_bc = mask_t[:, None] & (offs_n[None, :] < dstate)
+    raw_dt = tl.load(dt_tile + t64 * s_dt_l, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
+    Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)
+    Ct = Bt
+    if not STATE_ONLY:
+        Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)
+    z = u
+    if HAS_Z and not STATE_ONLY:
+        z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32)
+    return raw_dt, u, Bt, Ct, z
 
 
 @triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks"])
@@ -96,6 +125,7 @@ def _scan_fwd_kernel(
     BLOCK_N: tl.constexpr,
     TILE: tl.constexpr,
     CHUNK: tl.constexpr,
+    PREFETCH: tl.constexpr,
     FAST: tl.constexpr,
 ):
     n_dblocks = tl.cdiv(dim, BLOCK_D)
@@ -129,7 +159,13 @@ def _scan_fwd_kernel(
 
     seg_start = pid_s * seg_len
     seg_end = tl.minimum(seg_start + seg_len, seqlen)
-    for k in range(tl.cdiv(seg_end - seg_start, TILE)):
+    n_tiles = tl.cdiv(seg_end - seg_start, TILE)
+    if PREFETCH:  # the first tile's loads; each iteration then issues the next tile's before computing its own
+        n_dt, n_u, n_B, n_C, n_z = load_fwd_tile(
+            dt_tile, u_tile, B_tile, C_tile, z_tile, seg_start, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+            offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+        )  # fmt: skip
+    for k in range(n_tiles):
         t0 = seg_start + k * TILE
         if SAVE_CHUNKS:  # noqa: SIM102 - a compile-time branch around a run-time one
             if t0 % CHUNK == 0:
@@ -137,11 +173,18 @@ def _scan_fwd_kernel(
                 tl.store(chunk_ptr + row * dstate * dim + state_offs, h, mask=mask_nd)
         t64 = t0.to(tl.int64)
         mask = ((t0 + offs_t) < seg_end)[:, None] & mask_d[None, :]
-        mask_bc = ((t0 + offs_t) < seg_end)[:, None] & (offs_n[None, :] < dstate)
-        dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)  # (T, D)
-        u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
-        Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)  # (T, N)
-
+        if PREFETCH:
+            raw_dt, u, Bt, Ct, z = n_dt, n_u, n_B, n_C, n_z
+            n_dt, n_u, n_B, n_C, n_z = load_fwd_tile(
+                dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+            )  # fmt: skip
+        else:
+            raw_dt, u, Bt, Ct, z = load_fwd_tile(
+                dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+            )  # fmt: skip
+        dt, _ = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)  # (T, D)
         decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (T, N, D)
         inp = (dt * u)[:, None, :] * Bt[:, :, None]
         if STATE_ONLY:
@@ -149,12 +192,10 @@ def _scan_fwd_kernel(
             dtsum += tl.sum(dt, axis=0)
         else:
             hs, h = linear_scan(decay, inp, h, offs_t, TILE)
-            Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)
             y = tl.sum(hs * Ct[:, :, None], axis=1)  # (T, D)
             if HAS_D:
                 y += Dskip[None, :] * u
             if HAS_Z:
-                z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32)
                 gate, _ = silu_sigmoid(z)
                 y *= gate
             tl.store(o_tile + t64 * s_o_l, y.to(out_ptr.dtype.element_ty), mask=mask)
@@ -249,6 +290,7 @@ def scan_fwd(
             BLOCK_N=tiling.block_n,
             TILE=tiling.fwd_tile,
             CHUNK=tiling.chunk,
+            PREFETCH=tiling.prefetch,
             FAST=fast_math(),
             num_warps=1,
         )

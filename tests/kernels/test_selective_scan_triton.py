@@ -90,6 +90,8 @@ def check_against_reference(inputs, softplus=True, with_state_grad=True, **force
         (63, None, True, dict(tile=4)),  # 16 tiles, the last one partial
         (37, None, True, dict(tile=4, chunk=8, segments=3)),  # chunks and segments, partial last segment
         (37, 2, False, dict(tile=4, chunk=8, segments=2)),
+        (37, None, True, dict(tile=4, chunk=8, segments=3, prefetch=True)),  # loads one tile ahead
+        (63, 2, False, dict(tile=4, chunk=16, prefetch=True)),
     ],
 )
 def test_matches_reference_float32(seqlen, groups, optional, forced):
@@ -171,7 +173,16 @@ def test_gpu_grid(seqlen, groups, dtype, layout, poisoned_empty):
 
 @gpu
 @pytest.mark.parametrize("dstate", [1, 4, 16, 24])
-@pytest.mark.parametrize("forced", [dict(tile=4, chunk=8, segments=5), dict(tile=8, chunk=64, segments=3), {}])
+@pytest.mark.parametrize(
+    "forced",
+    [
+        dict(tile=4, chunk=8, segments=5),
+        dict(tile=8, chunk=64, segments=3),
+        {},
+        dict(tile=4, chunk=8, segments=5, prefetch=True),
+        dict(prefetch=True),
+    ],
+)
 def test_gpu_forced_tiling(dstate, forced, poisoned_empty):
     inputs = make_inputs(batch=3, dim=48, dstate=dstate, seqlen=777)
     check_against_reference(inputs, **forced)
@@ -179,14 +190,15 @@ def test_gpu_forced_tiling(dstate, forced, poisoned_empty):
 
 @gpu
 @pytest.mark.parametrize("batch, seqlen", [(1, 1 << 16), (4, 1 << 14)])
-def test_gpu_long_sequences_against_chunked(batch, seqlen, poisoned_empty):
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_gpu_long_sequences_against_chunked(batch, seqlen, prefetch, poisoned_empty):
     # The genomics shape: 256 channels, 16 states, bfloat16, few sequences -> several segments per sequence.
     inputs = make_inputs(batch=batch, dim=256, dstate=16, seqlen=seqlen, dtype=torch.bfloat16, layout="bld")
     grad_out = torch.randn(inputs["u"].shape, device=DEVICE)
     grad_state = torch.randn(batch, 256, 16, device=DEVICE)
     wide = {k: v.float() for k, v in inputs.items()}
     ref = run_with_grads(selective_scan_chunked, wide, grad_out, grad_state, delta_softplus=True)
-    ours = run_with_grads(selective_scan_fused, inputs, grad_out, grad_state, delta_softplus=True)
+    ours = run_with_grads(selective_scan_fused, inputs, grad_out, grad_state, delta_softplus=True, prefetch=prefetch)
     assert rel_err(ours[0], ref[0]) < TOL[torch.bfloat16] and rel_err(ours[1], ref[1]) < 1e-4
     for name in ref[2]:
         assert rel_err(ours[2][name], ref[2][name]) < TOL[torch.bfloat16], name

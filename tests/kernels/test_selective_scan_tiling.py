@@ -1,0 +1,36 @@
+"""The tiling heuristic of the Triton selective scan: segments only when the GPU would idle, and then enough."""
+
+import math
+
+import pytest
+import torch
+
+from genossm.kernels.selective_scan import tiling
+
+
+@pytest.fixture
+def h100(monkeypatch):
+    monkeypatch.setattr(tiling, "_target_programs", lambda device: 132 * tiling.PROGRAMS_PER_SM)
+
+
+@pytest.mark.parametrize("batch, seqlen", [(1024, 1 << 10), (64, 1 << 14), (16, 1 << 16), (4, 1 << 18), (1, 1 << 20)])
+def test_segments_cover_the_sequence_in_whole_chunks(h100, batch, seqlen):
+    plan = tiling.plan_scan(batch, 256, 16, seqlen, 1, torch.device("cuda"))
+    for segments, block_d in ((plan.fwd_segments, plan.fwd_block_d), (plan.bwd_segments, plan.bwd_block_d)):
+        seg_len = tiling.segment_length(seqlen, segments, plan.chunk)
+        assert seg_len % plan.chunk == 0 and (segments - 1) * seg_len < seqlen <= segments * seg_len
+        programs = batch * math.ceil(256 / block_d)
+        if programs * 4 >= 132 * tiling.PROGRAMS_PER_SM:
+            assert segments == 1  # enough sequences x channel blocks: no state-only pass
+        else:
+            assert segments == tiling.MAX_SEGMENTS or programs * segments >= tiling.SEGMENTED_PROGRAMS
+
+
+def test_forced_choices_win(h100):
+    plan = tiling.plan_scan(1, 256, 16, 1 << 20, 1, torch.device("cuda"), tile=8, segments=3, prefetch=True)
+    assert (plan.fwd_tile, plan.bwd_tile, plan.fwd_segments, plan.prefetch) == (8, 8, 3, True)
+
+
+def test_interpreter_never_segments_unasked():
+    plan = tiling.plan_scan(1, 256, 16, 1 << 16, 1, torch.device("cpu"))
+    assert plan.fwd_segments == plan.bwd_segments == 1
