@@ -38,7 +38,7 @@ for what in "$@"; do
     peer-bg) bash .peer/peer-kernels.sh build >"$R/peer.log" 2>&1 & PEER_PID=$! ;;  # builds on the CPUs meanwhile
     peer-wait) echo "=== waiting for the mamba_ssm build"; wait "${PEER_PID:-}"; tail -n 3 "$R/peer.log" ;;
     tests) step tests timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -o addopts="" -q -m gpu -n 12 tests/kernels \
-      tests/classification -p no:cacheprovider ;;
+      tests/classification -p no:cacheprovider ${TESTS_K:+-k "$TESTS_K"} ;;
     scan) step bench-scan genossm bench selective-scan --profile --out "$R/scan" ;;
     scan-prefetch)  # the same shapes with every next tile loaded ahead of its use
       step bench-scan-prefetch genossm bench selective-scan --prefetch --profile --torch-max-seqlen 0 --repeats 10 \
@@ -52,6 +52,18 @@ for what in "$@"; do
         step "sweep-tile$t" genossm bench selective-scan --shapes 256x1024x1024,256x64x16384 --tile "$t" \
           --repeats 10 --torch-max-seqlen 0 --out "$R/sweep-tile$t"
       done ;;
+    scan-tune)  # the scan's register cap and next-tile prefetch, short and long sequences, both passes
+      for variant in "--no-prefetch" "--prefetch" "--no-prefetch --maxnreg 168" "--prefetch --maxnreg 168" \
+        "--no-prefetch --maxnreg 128" "--prefetch --maxnreg 128"; do
+        name=tune${variant// /}; name=${name//-/}
+        step "$name" genossm bench selective-scan $variant --shapes 256x1024x1024,256x64x16384,256x1x1048576 \
+          --torch-max-seqlen 0 --repeats 10 --out "$R/$name"
+      done ;;
+    crash-7m)  # where the 7M segmented step at 2^20 fails (segment 2^17): synchronous launches name the kernel
+      export CUDA_LAUNCH_BLOCKING=1
+      step crash-7m genossm bench model --train --dtype bfloat16 --batch 1 --repeats 1 \
+        --model mamba1-7m --seqlen 1048576 --memory segmented --segment-len 131072
+      unset CUDA_LAUNCH_BLOCKING ;;
     conv-norm) step bench-conv-norm genossm bench conv-norm --out "$R/convnorm" ;;
     ssd) step bench-ssd genossm bench ssd --sweep-dstate "" --out "$R/ssd" ;;
     ssd-sweep) step bench-ssd-sweep genossm bench ssd --seqlen 1024,1048576 --dstate 16 --sweep-dstate 128,256 \

@@ -46,6 +46,7 @@ class SelectiveScanBenchOptions:
     tile: int | None = option(None, "force the Triton tile (positions per tile)")
     segments: int | None = option(None, "force the number of sequence segments of the Triton kernels")
     prefetch: bool | None = option(None, "Triton kernels load each next tile early (--prefetch) or not (--no-prefetch)")
+    maxnreg: int | None = option(None, "cap the Triton kernels' registers per thread (more warps per SM)")
     profile: bool = option(False, "also print CUDA time per kernel and the Triton kernels' registers and spills")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     out: Path = option(Path("bench-results"), "directory for selective_scan.json and the plots")
@@ -97,7 +98,12 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
 
         def ours(**kw):
             return selective_scan_fused(
-                **kw, delta_softplus=True, tile=opts.tile, segments=opts.segments, prefetch=opts.prefetch
+                **kw,
+                delta_softplus=True,
+                tile=opts.tile,
+                segments=opts.segments,
+                prefetch=opts.prefetch,
+                maxnreg=opts.maxnreg,
             )
 
         impls["genossm triton"] = (ours, "bdl")

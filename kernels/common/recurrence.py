@@ -39,6 +39,28 @@ def linear_scan(decay, inp, h, offs_t, TILE: tl.constexpr):
 
 
 @triton.jit
+def linear_scan_output(decay, inp, C, h, offs_t, TILE: tl.constexpr):
+    """Outputs y_t = sum over axis 1 of C_t h_t (TILE, D) and the last state, without keeping the tile's states:
+    each row's contribution is taken as soon as its state exists, which saves a tile of registers."""
+    y = tl.sum(tl.zeros_like(inp), axis=1)
+    for i in tl.static_range(TILE):
+        h = row(decay, i, offs_t) * h + row(inp, i, offs_t)
+        y_i = tl.sum(h * row(C, i, offs_t), axis=0)
+        y = tl.where((offs_t == i)[:, None], y_i[None, :], y)
+    return y, h
+
+
+@triton.jit
+def previous_states(hs, h0, offs_t, TILE: tl.constexpr):
+    """The states h_{t-1} of a tile's rows: ``h0`` (the state before the tile) and then hs shifted down by one row.
+    The shift is register renaming once unrolled."""
+    prev = with_row(hs, 0, offs_t, h0)
+    for i in tl.static_range(1, TILE):
+        prev = with_row(prev, i, offs_t, row(hs, i - 1, offs_t))
+    return prev
+
+
+@triton.jit
 def linear_scan_last(decay, inp, h, offs_t, TILE: tl.constexpr):
     """The last state only of :func:`linear_scan`."""
     for i in tl.static_range(TILE):

@@ -8,7 +8,8 @@ g_t = dL/dh_t runs backwards in time:
 and every gradient is a product of g with forward quantities at the same position:
     dC_t = sum_d dy_t h_t            dB_t = sum_d g_t dt_t u_t           du_t = D dy_t + dt_t sum_n g_t B_t
     ddt_t = sum_n g_t (A a_t h_{t-1} + u_t B_t)      dA = sum_t g_t a_t h_{t-1} dt_t
-with a_t h_{t-1} = h_t - dt_t u_t B_t, and d initial_state = a_0 g_0.
+with h_{t-1} the recomputed state one row up (not h_t - dt_t u_t B_t, whose rounding swamps a small a_t h_{t-1}),
+and d initial_state = a_0 g_0.
 
 Work is split like the forward, in reverse: each program walks its segment's chunks from the last to the first.
 Per chunk it first re-runs the forward from the chunk's saved state to get each tile's start state (kept in a
@@ -31,11 +32,11 @@ from torch import Tensor
 
 from ..common.lanes import scattered_rows, sum_channels_scattered
 from ..common.math import fast_math, silu_sigmoid
-from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last
+from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last, previous_states
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
 from .fused_fwd import as_groups, load_fwd_tile, load_step_sizes, step_sizes
-from .tiling import ScanTiling, segment_length, sm_count
+from .tiling import ScanTiling, launch_options, segment_length, sm_count
 
 PROGRAMS_PER_SM = 16
 
@@ -293,7 +294,7 @@ def _scan_bwd_kernel(
             h = tl.load(chunk_ptr + row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
             # Forward sweep: the start state of every tile of the chunk, into the scratch buffer.
             if PREFETCH:
-                n_dt, n_u, n_B, _, _ = load_fwd_tile(
+                n_dt, n_u, n_B, _unused_c, _unused_z = load_fwd_tile(
                     dt_tile, u_tile, B_tile, C_tile, z_tile, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
                     offs_t, offs_n, mask_d, dstate, True, False,
                 )  # fmt: skip
@@ -302,17 +303,17 @@ def _scan_bwd_kernel(
                 t0 = c0 + k * TILE
                 if PREFETCH:
                     raw_dt, u, Bt = n_dt, n_u, n_B
-                    n_dt, n_u, n_B, _, _ = load_fwd_tile(
+                    n_dt, n_u, n_B, _unused_c, _unused_z = load_fwd_tile(
                         dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l,
                         s_z_l, offs_t, offs_n, mask_d, dstate, True, False,
                     )  # fmt: skip
                 else:
-                    raw_dt, u, Bt, _, _ = load_fwd_tile(
+                    raw_dt, u, Bt, _unused_c, _unused_z = load_fwd_tile(
                         dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
                         offs_t, offs_n, mask_d, dstate, True, False,
                     )  # fmt: skip
                 mask = ((t0 + offs_t) < seg_end)[:, None] & mask_d[None, :]
-                dt, _ = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
+                dt, _slope = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
                 decay = tl.exp2(dt[:, None, :] * A2[None])
                 h = linear_scan_last(decay, (dt * u)[:, None, :] * Bt[:, :, None], h, offs_t, TILE)
             tl.debug_barrier()
@@ -357,7 +358,7 @@ def _scan_bwd_kernel(
                 # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
                 dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS)
                 dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS)
-                ge = g * (hs - inp)  # g_t a_t h_{t-1}
+                ge = g * decay * previous_states(hs, h0, offs_t, TILE)  # g_t a_t h_{t-1}, not hs - inp: exact
                 dA_acc += tl.sum(ge * dt[:, None, :], axis=0)
                 gB = tl.sum(g * B3, axis=1)  # (T, D)
                 ddelta = (tl.sum(ge * A2[None], axis=1) * 0.6931471805599453 + gB * u) * slope
@@ -436,7 +437,7 @@ def scan_bwd(
             seqlen, seg_len, dim, dstate, dim // n_groups, segments,
             *delta.stride(), *z_arg.stride(), *dout.stride(), *C4.stride(),
             HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-            BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, FAST=fast, num_warps=1,
+            BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, FAST=fast, num_warps=1, **launch_options(tiling),
         )  # fmt: skip
         seed = d_last.transpose(1, 2) if d_last is not None else None
         carry = pass_states(local, dtsum, A2, seed, reverse=True)
@@ -467,6 +468,7 @@ def scan_bwd(
         HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
         BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
         LEVELS=min(log_d, tile.bit_length() - 1), PREFETCH=tiling.prefetch, FAST=fast, num_warps=1,
+        **launch_options(tiling),
     )  # fmt: skip
     dB = dB.permute(0, 1, 3, 2)  # (batch, groups, dstate, seqlen)
     dC = dC.permute(0, 1, 3, 2)

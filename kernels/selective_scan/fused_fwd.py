@@ -18,10 +18,10 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import fast_math, silu_sigmoid, softplus_sigmoid
-from ..common.recurrence import linear_scan, linear_scan_last
+from ..common.recurrence import linear_scan_last, linear_scan_output
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
-from .tiling import ScanTiling, segment_length
+from .tiling import ScanTiling, launch_options, segment_length
 
 
 @triton.jit
@@ -191,8 +191,7 @@ def _scan_fwd_kernel(
             h = linear_scan_last(decay, inp, h, offs_t, TILE)
             dtsum += tl.sum(dt, axis=0)
         else:
-            hs, h = linear_scan(decay, inp, h, offs_t, TILE)
-            y = tl.sum(hs * Ct[:, :, None], axis=1)  # (T, D)
+            y, h = linear_scan_output(decay, inp, Ct[:, :, None], h, offs_t, TILE)  # (T, D)
             if HAS_D:
                 y += Dskip[None, :] * u
             if HAS_Z:
@@ -293,6 +292,7 @@ def scan_fwd(
             PREFETCH=tiling.prefetch,
             FAST=fast_math(),
             num_warps=1,
+            **launch_options(tiling),
         )
 
     if segments > 1:

@@ -22,6 +22,7 @@ PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
 SEGMENTED_PROGRAMS = 4096  # programs (or work items) a segmented scan aims for: many waves, short tails
 MAX_SEGMENTS = 256  # the state passing is sequential over segments
 PREFETCH = False  # load the next tile while computing this one (measured per GPU run: see the README)
+MAXNREG = None  # registers per thread the kernels may use (fewer: more warps per SM, maybe spills); None: ptxas picks
 FWD_BLOCK_D, BWD_BLOCK_D = 32, 16  # channels per program
 CHUNK = 64  # positions between saved states: dstate * 4 / CHUNK bytes per channel and token
 
@@ -39,6 +40,7 @@ class ScanTiling:
     fwd_segments: int
     bwd_segments: int
     prefetch: bool = PREFETCH  # issue the next tile's loads before this tile's arithmetic
+    maxnreg: int | None = MAXNREG  # register cap per thread
 
 
 @cache
@@ -84,9 +86,11 @@ def plan_scan(
     segments: int | None = None,
     chunk: int | None = None,
     prefetch: bool | None = None,
+    maxnreg: int | None = None,
 ) -> ScanTiling:
-    """The tiling for one call; ``tile``, ``segments``, ``chunk`` and ``prefetch`` force those choices (tests use
-    them to run the multi-tile, multi-chunk and multi-segment paths on tiny shapes, benchmarks to compare)."""
+    """The tiling for one call; ``tile``, ``segments``, ``chunk``, ``prefetch`` and ``maxnreg`` force those choices
+    (tests use them to run the multi-tile, multi-chunk and multi-segment paths on tiny shapes, benchmarks to
+    compare variants)."""
     group_dim = dim // groups
     block_n = max(2, triton.next_power_of_2(dstate))
 
@@ -119,7 +123,13 @@ def plan_scan(
         fwd_segments,
         bwd_segments,
         PREFETCH if prefetch is None else prefetch,
+        maxnreg or MAXNREG,
     )
+
+
+def launch_options(tiling: ScanTiling) -> dict[str, int]:
+    """Extra Triton launch options of a tiling (the register cap, when one is set)."""
+    return {"maxnreg": tiling.maxnreg} if tiling.maxnreg else {}
 
 
 def segment_length(seqlen: int, segments: int, chunk: int) -> int:

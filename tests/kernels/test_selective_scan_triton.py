@@ -91,7 +91,7 @@ def check_against_reference(inputs, softplus=True, with_state_grad=True, **force
         (37, None, True, dict(tile=4, chunk=8, segments=3)),  # chunks and segments, partial last segment
         (37, 2, False, dict(tile=4, chunk=8, segments=2)),
         (37, None, True, dict(tile=4, chunk=8, segments=3, prefetch=True)),  # loads one tile ahead
-        (63, 2, False, dict(tile=4, chunk=16, prefetch=True)),
+        (63, 2, False, dict(tile=4, chunk=16, prefetch=True, maxnreg=128)),
     ],
 )
 def test_matches_reference_float32(seqlen, groups, optional, forced):
@@ -181,6 +181,8 @@ def test_gpu_grid(seqlen, groups, dtype, layout, poisoned_empty):
         {},
         dict(tile=4, chunk=8, segments=5, prefetch=True),
         dict(prefetch=True),
+        dict(maxnreg=168),
+        dict(prefetch=True, maxnreg=128),
     ],
 )
 def test_gpu_forced_tiling(dstate, forced, poisoned_empty):
