@@ -39,7 +39,7 @@ for what in "$@"; do
     peer-wait) echo "=== waiting for the mamba_ssm build"; wait "${PEER_PID:-}"; tail -n 3 "$R/peer.log" ;;
     tests) step tests timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -o addopts="" -q -m gpu -n 12 tests/kernels \
       tests/classification -p no:cacheprovider ${TESTS_K:+-k "$TESTS_K"} ;;
-    scan) step bench-scan genossm bench selective-scan --profile --out "$R/scan" ;;
+    scan) step bench-scan genossm bench selective-scan --profile ${SCAN_ARGS:-} --out "$R/scan" ;;
     scan-prefetch)  # the same shapes with every next tile loaded ahead of its use
       step bench-scan-prefetch genossm bench selective-scan --prefetch --profile --torch-max-seqlen 0 --repeats 10 \
         --out "$R/scan-prefetch" ;;

@@ -131,7 +131,7 @@ def _conv_bwd_kernel(
     dx_ptr,
     dw_ptr,  # (dim, WIDTH) float32, accumulated
     dbias_ptr,  # (dim,) float32, accumulated
-    dinit_ptr,  # (batch, dim, WIDTH - 1) strided like init
+    dinit_ptr,  # (batch, dim, WIDTH - 1), its own strides (init may be a non-dense view)
     seqlen,
     dim,
     s_x_b,
@@ -146,6 +146,9 @@ def _conv_bwd_kernel(
     s_i_b,
     s_i_d,
     s_i_l,
+    s_di_b,
+    s_di_d,
+    s_di_l,
     s_w_d,
     s_w_k,
     HAS_BIAS: tl.constexpr,
@@ -191,7 +194,7 @@ def _conv_bwd_kernel(
                 x_tile, init_tile, dout_tile, w_ptrs, bias, before, seqlen, mask_d, s_x_l, s_i_l, s_g_l, s_w_k,
                 HAS_INIT, SILU, WIDTH,
             )  # fmt: skip
-            dinit_ptrs = dinit_ptr + b64 * s_i_b + (before + WIDTH - 1)[:, None] * s_i_l + offs_d[None, :] * s_i_d
+            dinit_ptrs = dinit_ptr + b64 * s_di_b + (before + WIDTH - 1)[:, None] * s_di_l + offs_d[None, :] * s_di_d
             tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
@@ -226,13 +229,15 @@ class CausalConv1dFn(torch.autograd.Function):
         dx = like_layout(x)
         dw = torch.zeros(dim, width, device=x.device, dtype=torch.float32)
         dbias = torch.zeros(dim, device=x.device, dtype=torch.float32) if bias is not None else None
-        dinit = torch.empty_like(initial_states) if initial_states is not None else None
+        # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
+        dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
         init = initial_states if initial_states is not None else x
         _conv_bwd_kernel[_grid(x, BLOCK_L // 2)](
             x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
             dinit if dinit is not None else dw, seqlen, dim,
             *x.stride(), *dout.stride(), *dx.stride(),
-            *(init.stride() if initial_states is not None else (0, 0, 0)), *weight.stride(),
+            *(init.stride() if initial_states is not None else (0, 0, 0)),
+            *(dinit.stride() if dinit is not None else (0, 0, 0)), *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=ctx.silu,
             WIDTH=width, BLOCK_L=BLOCK_L // 2, BLOCK_D=BLOCK_D, num_warps=4,
         )  # fmt: skip

@@ -21,7 +21,7 @@ import triton
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
 SEGMENTED_PROGRAMS = 4096  # programs (or work items) a segmented scan aims for: many waves, short tails
 MAX_SEGMENTS = 256  # the state passing is sequential over segments
-PREFETCH = False  # load the next tile while computing this one (measured per GPU run: see the README)
+PREFETCH = True  # load the next tile while computing this one (H100: fwd 16K x 64 6.5 -> 3.8 ms; see the README)
 MAXNREG = None  # registers per thread the kernels may use (fewer: more warps per SM, maybe spills); None: ptxas picks
 FWD_BLOCK_D, BWD_BLOCK_D = 32, 16  # channels per program
 CHUNK = 64  # positions between saved states: dstate * 4 / CHUNK bytes per channel and token

@@ -112,3 +112,20 @@ def test_gpu_causal_conv1d(seqlen, width, dtype, layout):
 def test_gpu_add_norm(cols, dtype, rms):
     for with_residual, residual_in_fp32 in ((True, True), (True, False), (False, False), (False, True)):
         check_add_norm((4, 333, cols), with_residual, not rms, rms, residual_in_fp32, dtype)
+
+
+def test_causal_conv1d_state_as_a_view():
+    # The model passes history[:, :, 1:] of its (b, d, width) conv state: a non-dense view. Its gradient must land
+    # in history's last width - 1 columns (and nowhere else in memory).
+    x, weight, bias, _ = conv_inputs(2, 40, 9, 4, torch.float32, "bld", False)
+    history = torch.randn(2, 40, 4, device=DEVICE)
+
+    def fn(x, w, b, h):
+        return (causal_conv1d_fn(x, w, b, initial_states=h[:, :, 1:], activation="silu"),)
+
+    assert_close(
+        both_backends(fn, [x, weight, bias, history], [0, 1, 2, 3]),
+        TOL[torch.float32],
+        [torch.float32],
+        [torch.float32] * 4,
+    )
