@@ -36,6 +36,7 @@ taken to fit when its prediction is within :data:`USABLE_FRACTION` of the GPU's 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -46,7 +47,7 @@ from torch import nn
 from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.models.mamba2 import Mamba2
 
-from .memory import MODES, MemoryPlan
+from .memory import MODES, MemoryPlan, plan_by_length
 
 GIB = 2**30
 USABLE_FRACTION = 0.9
@@ -58,7 +59,7 @@ AUTO_SEGMENT_LENS = (2**18, 2**17, 2**16, 2**15, 2**14)
 DTYPES = {"bfloat16": 2, "float32": 4}
 TASKS = ("lm", "classification")
 FP32 = 4
-INPUT_BYTES = 16  # int64 token ids and labels
+INPUT_BYTES = {"lm": 16, "classification": 8}  # int64 token ids (and labels) per token
 SCAN_STATE_SPACING = 64  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
 MAX_SEQLEN = 2**40  # the search for the longest sequence stops here
 
@@ -195,7 +196,7 @@ class StepMemory:
             raise ValueError("seqlen, batch, micro_batches and segment_len must be positive")
         act, block = self.act, self.block
         d, layers = self.config.d_model, self.config.n_layer
-        inputs = INPUT_BYTES * micro_batches * batch * seqlen
+        inputs = INPUT_BYTES[self.task] * micro_batches * batch * seqlen
         # The head: the loss (float32 logits, log-softmax and its gradient; the LM head's input is saved), then the
         # final add+norm's backward (its float32 residual gradient and two activation gradients).
         norm_saved = _norm_saved(d)
@@ -284,3 +285,38 @@ def fit_plan(
         f"peak {', '.join(tried)}, against {gpu_bytes / GIB:.1f} GiB ({USABLE_FRACTION:.0%} usable); use fewer "
         "tokens per micro-batch or a shorter length (`genossm memory` shows the estimate)"
     )
+
+
+def plan_for_run(
+    mode: str,
+    config: MambaConfig,
+    shapes: Sequence[StepShape],
+    task: str = "lm",
+    dtype: str = "bfloat16",
+    segment_len: int | None = None,
+    segmented: bool = True,
+) -> MemoryPlan:
+    """The memory plan of a training run whose steps take ``shapes``.
+
+    ``auto`` picks the fastest plan predicted to fit the CUDA device (:func:`fit_plan`; ``segmented`` allows that
+    mode, and without ``segment_len`` the longest segment that fits), or without CUDA goes by length
+    (:func:`plan_by_length`). An explicit mode is kept, with a warning when it is predicted not to fit.
+    """
+    segment = segment_len or DEFAULT_SEGMENT_LEN
+    gpu = gpu_memory()
+    if mode != "auto":
+        plan = MemoryPlan(mode, segment if mode == "segmented" else 0)
+        if gpu is not None:
+            peak = StepMemory(config, dtype, task).peak(shapes, mode, segment)
+            if peak > usable_bytes(gpu):
+                warnings.warn(
+                    f"--memory {mode} is predicted to peak at {peak / GIB:.1f} GiB on a {gpu / GIB:.1f} GiB GPU and "
+                    "may run out of memory (--memory auto picks a mode that fits)",
+                    stacklevel=2,
+                )
+        return plan
+    if gpu is None:
+        return plan_by_length(max(s.seqlen for s in shapes), segment, segmented)
+    modes = MODES if segmented else tuple(m for m in MODES if m != "segmented")
+    segments = (segment_len,) if segment_len else AUTO_SEGMENT_LENS
+    return fit_plan(StepMemory(config, dtype, task), shapes, gpu, modes, segments)
