@@ -12,7 +12,8 @@ checked against, all within 2%):
   input. Mamba-1 at width 128: 3,672 bytes per token per block.
 - **The backward** of the top block runs while everything below it is still held; its working set is the float32
   gradient of the residual stream (4d) and the scan backward's buffers (Mamba-1: du, ddelta, dz and float32 dB, dC;
-  Mamba-2: dx, dB, dC, the gradients of the chunk states and dt's gradient parts).
+  Mamba-2: dx, dB, dC, the gradients of the chunk states and dt's gradient parts, or the gated norm's dx, dz and
+  per-program float32 weight gradients, whichever is larger).
 - **Checkpoint mode** keeps each block's inputs (the bfloat16 hidden input and the float32 residual, 6d bytes; the
   first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
   activations plus the working set. That is why width 128 x 6 blocks at 2^20 takes 10 GiB rather than the 4 GiB of
@@ -29,8 +30,11 @@ checked against, all within 2%):
   token of the step), and in segmented mode the float32 start states of every segment.
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
-modes the top block's forward. The CUDA context, allocator rounding and fragmentation are not counted, so a run is
-taken to fit when its prediction is within :data:`USABLE_FRACTION` of the GPU's memory.
+modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while
+a block is recomputed; such configs come out up to 7% low in segmented mode.) The CUDA context, allocator rounding
+and fragmentation are not counted, so a run is taken to fit when its prediction is within :data:`USABLE_FRACTION`
+of the GPU's memory. scripts/trace_step_memory.py checks the counts on the CPU against the allocations of the
+Triton path.
 """
 
 from __future__ import annotations
@@ -107,6 +111,12 @@ def ssd_backward_tiles(chunk: int, headdim: int, dstate: int, act: int) -> int:
     return -(-chunk // tile)
 
 
+def gated_norm_rows(group_size: int) -> int:
+    """Rows per program of the gated RMSNorm kernels (the rule of kernels/norm/gated_triton.py ``_launch_shape``);
+    the backward writes one float32 weight-gradient row per program."""
+    return min(16, max(1, 2048 // (1 << (group_size - 1).bit_length())))
+
+
 def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     d, e, d_ssm, n, chunk = mixer.d_model, mixer.d_inner, mixer.d_ssm, mixer.d_state, mixer.chunk_size
     heads, groups, conv_dim = mixer.nheads, mixer.ngroups, mixer.conv_dim
@@ -121,7 +131,11 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     # chunk-state gradients, dB, dC, dx, ddt; float32 dt-gradient parts and dD partial sums
     end = act * (states + 2 * groups * n + d_ssm + heads) + FP32 * (heads * (4 + tiles) + tiles * d_ssm // chunk)
     passing = (FP32 + act) * states  # float32 start-state gradients beside the chunk-state ones
-    backward = max(end, passing) + (0 if mixer.rmsnorm else act * d_ssm)  # without the norm, dz comes from the scan
+    if mixer.rmsnorm:  # before the scan's backward: the gated norm's dx, dz and per-program weight gradients
+        norm = 2 * act * d_ssm + FP32 * d_ssm // gated_norm_rows(d_ssm // groups)
+        backward = max(end, passing, norm)
+    else:  # the scan's backward also writes dz
+        backward = max(end, passing) + act * d_ssm
     return BlockBytes(kept, forward, backward, act * conv_dim, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
 
 

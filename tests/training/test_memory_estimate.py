@@ -14,7 +14,15 @@ from genossm.data.species import SpeciesDataConfig
 from genossm.presets import model_config, preset_names
 from genossm.training import memory_estimate
 from genossm.training.memory import MODES, MemoryPlan
-from genossm.training.memory_estimate import GIB, StepMemory, StepShape, fit_plan, ssd_backward_tiles, usable_bytes
+from genossm.training.memory_estimate import (
+    GIB,
+    StepMemory,
+    StepShape,
+    fit_plan,
+    gated_norm_rows,
+    ssd_backward_tiles,
+    usable_bytes,
+)
 from genossm.training.pretrain import PretrainOptions, memory_plan
 
 MEASURED = Path(__file__).parent / "data" / "measured_peaks.csv"
@@ -116,10 +124,13 @@ def test_mirrored_kernel_constants_match_the_kernels():
     pytest.importorskip("triton")
     import torch
 
+    from kernels.norm.gated_triton import _launch_shape
     from kernels.selective_scan.tiling import CHUNK
     from kernels.ssd.tiling import ssd_tiles
 
     assert memory_estimate.SCAN_STATE_SPACING == CHUNK
+    for group_size in (16, 64, 100, 256, 512, 1024, 4096):
+        assert gated_norm_rows(group_size) == _launch_shape(group_size)[0]
     for chunk, headdim, dstate in [(256, 64, 128), (64, 64, 128), (128, 32, 64), (256, 16, 16), (48, 64, 256)]:
         for dtype, act in ((torch.bfloat16, 2), (torch.float32, 4)):
             tiles = ssd_tiles(chunk, headdim, dstate, dtype)
