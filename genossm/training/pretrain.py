@@ -52,7 +52,9 @@ class PretrainOptions(HardwareOptions):
     seqlen_warmup: bool = option(True, "warm the sequence length up, doubling from 1024, over the first 25% of steps")
     rc_aug: bool = option(False, "reverse-complement half of the training windows")
     memory: Literal["auto", "plain", "checkpoint", "segmented"] = option(
-        "auto", "activation memory: keep all, recompute each block, or also train the sequence in segments"
+        "auto",
+        "activation memory: keep all, recompute each block, or also train the sequence in segments; "
+        "auto: the fastest predicted to fit the GPU (`genossm memory`)",
     )
     segment_len: int | None = option(None, "segment length of --memory segmented (default: 2^18)")
     val_every: int = option(100, "validate every this many steps")
