@@ -20,15 +20,17 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
 from genossm.cli.options import dump_options, option
+from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome
 from genossm.data.intervals import Interval
 from genossm.fileio import atomic_write_text
-from genossm.models import MambaForSequenceClassification
+from genossm.models import MambaConfig, MambaForSequenceClassification
 from genossm.presets import model_config
 from genossm.training.memory import MemoryPlan
+from genossm.training.memory_estimate import StepShape, plan_for_run
 from genossm.training.optim import OptimConfig
 from genossm.training.run_dir import RunDir, default_output
-from genossm.training.trainer import HardwareOptions, build_trainer
+from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer
 
 from .checkpoints import init_config, init_from
 from .infer import WindowClassifier
@@ -55,7 +57,9 @@ class ClassifierTrainingOptions(HardwareOptions):
     lr: float = option(6e-4, "peak learning rate (AdamW, linear warm-up then cosine decay)")
     warmup_steps: int = option(100, "learning-rate warm-up steps (at most a tenth of --max-steps)")
     weight_decay: float = option(0.1, "AdamW weight decay (not on biases, norms, embeddings)")
-    memory: Literal["plain", "checkpoint"] = option("plain", "checkpoint: recompute each block in the backward")
+    memory: Literal["auto", "plain", "checkpoint"] = option(
+        "auto", "activation memory: keep all, or recompute each block; auto: the fastest predicted to fit the GPU"
+    )
     rc_aug: bool = option(True, "reverse-complement each training window with probability 1/2")
     max_n_fraction: float = option(0.1, "windows with a larger fraction of N are not used")
     heldout_fraction: float = option(0.1, "share at the end of every record held out (without a BED split)")
@@ -111,11 +115,23 @@ def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
     return run, checkpoint
 
 
-def build_module(opts: FinetuneOptions, labels: list[str]) -> tuple[ClassifierModule, str]:
+def memory_plan(opts: FinetuneOptions, config: MambaConfig, data: SpeciesDataModule) -> MemoryPlan:
+    """The activation-memory mode: as asked, or for 'auto' the fastest predicted to fit the GPU (by length without
+    one); fails with each mode's predicted peak when none fits. A frozen backbone keeps no activations."""
+    if opts.head_only:
+        return MemoryPlan()
+    n_micro, batch = data.config.shape()
+    shapes = [StepShape(opts.seqlen, batch, n_micro)]
+    dtype = activation_dtype(opts.precision)
+    return plan_for_run(opts.memory, config, shapes, "classification", dtype, segmented=False)
+
+
+def build_module(
+    opts: FinetuneOptions, labels: list[str], config: MambaConfig, memory: MemoryPlan
+) -> tuple[ClassifierModule, str]:
     """The module to train, and where its weights come from ('scratch' or the --init directory)."""
     from genossm.data.tokenizer import TOKENS
 
-    config = init_config(opts.init) if opts.init else model_config(opts.model)
     optim = OptimConfig(
         lr=opts.lr,
         warmup_steps=min(opts.warmup_steps, max(1, opts.max_steps // 10)),
@@ -123,7 +139,7 @@ def build_module(opts: FinetuneOptions, labels: list[str]) -> tuple[ClassifierMo
         weight_decay=opts.weight_decay,
     )
     module = ClassifierModule.create(
-        config, labels, optim, opts.pooling, list(TOKENS), opts.seqlen, opts.head_only, MemoryPlan(opts.memory)
+        config, labels, optim, opts.pooling, list(TOKENS), opts.seqlen, opts.head_only, memory
     )
     source = init_from(module.model, opts.init) if opts.init else "scratch"
     return module, source
@@ -175,9 +191,11 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     if not opts.classes:
         raise ValueError("--classes is required: a folder with one FASTA per class, or a TSV manifest")
     data, labels = build_data(opts)
+    config = init_config(opts.init) if opts.init else model_config(opts.model)
+    memory = memory_plan(opts, config, data)  # before anything is written or allocated
     run, checkpoint = open_run(opts)
     torch.manual_seed(opts.seed)
-    module, source = build_module(opts, labels)
+    module, source = build_module(opts, labels, config, memory)
     trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=checkpoint)

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
     "bench": ("genossm.cli.bench", "benchmarks: model, kernels, data loading, classification throughput"),
+    "memory": ("genossm.cli.memory", "predicted peak GPU memory of a training step per memory mode, longest L"),
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("plain", "checkpoint", "segmented")
+CHECKPOINT_FROM = 2**16  # without a GPU to fit, ``auto`` recomputes blocks from this length on
+SEGMENT_ABOVE = 2**20  # and trains language models in segments above this one
 
 
 @dataclass
@@ -26,3 +28,11 @@ class MemoryPlan:
     def checkpoint(self) -> bool:
         """Whether blocks are recomputed in the backward."""
         return self.mode != "plain"
+
+
+def plan_by_length(seqlen: int, segment_len: int, segmented: bool = True) -> MemoryPlan:
+    """``auto`` without a GPU to fit: plain for short sequences, then checkpoint, then (``segmented`` allowed)
+    segments of ``segment_len`` above 2^20."""
+    if segmented and seqlen > SEGMENT_ABOVE:
+        return MemoryPlan("segmented", segment_len)
+    return MemoryPlan("checkpoint" if seqlen >= CHECKPOINT_FROM else "plain")

@@ -16,14 +16,16 @@ from genossm.data.lm import LMDataConfig
 from genossm.data.sample import sample_path
 from genossm.data.tokenizer import TOKENS, VOCAB_SIZE
 from genossm.fileio import atomic_write_text
+from genossm.models import MambaConfig
 from genossm.presets import model_config
 
 from .lm_module import LMPretrainModule
 from .memory import MemoryPlan
+from .memory_estimate import StepShape, plan_for_run
 from .optim import OptimConfig
 from .run_dir import RunDir, default_output
 from .step_module import NonFiniteLossError
-from .trainer import HardwareOptions, build_trainer
+from .trainer import HardwareOptions, activation_dtype, build_trainer
 
 
 @dataclass
@@ -50,7 +52,9 @@ class PretrainOptions(HardwareOptions):
     seqlen_warmup: bool = option(True, "warm the sequence length up, doubling from 1024, over the first 25% of steps")
     rc_aug: bool = option(False, "reverse-complement half of the training windows")
     memory: Literal["auto", "plain", "checkpoint", "segmented"] = option(
-        "auto", "activation memory: keep all, recompute each block, or also train the sequence in segments"
+        "auto",
+        "activation memory: keep all, recompute each block, or also train the sequence in segments; "
+        "auto: the fastest predicted to fit the GPU (`genossm memory`)",
     )
     segment_len: int | None = option(None, "segment length of --memory segmented (default: 2^18)")
     val_every: int = option(100, "validate every this many steps")
@@ -66,14 +70,13 @@ def _on_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def memory_plan(opts: PretrainOptions) -> MemoryPlan:
-    """The activation-memory mode: as asked, or by length for 'auto'."""
-    segment = opts.segment_len or 2**18
-    if opts.memory != "auto":
-        return MemoryPlan(opts.memory, segment if opts.memory == "segmented" else 0)
-    if opts.seqlen > 2**20:
-        return MemoryPlan("segmented", segment)
-    return MemoryPlan("checkpoint" if opts.seqlen >= 2**16 else "plain")
+def memory_plan(opts: PretrainOptions, config: MambaConfig) -> MemoryPlan:
+    """The activation-memory mode: as asked, or for 'auto' the fastest predicted to fit the GPU at every stage of
+    the length schedule (by length without a GPU); fails with each mode's predicted peak when none fits."""
+    data = data_config(opts)
+    shapes = [StepShape(stage.seqlen, *reversed(data.shape(stage.seqlen))) for stage in data.stages]
+    dtype = activation_dtype(opts.precision)
+    return plan_for_run(opts.memory, config, shapes, "lm", dtype, opts.segment_len, segmented=opts.devices == 1)
 
 
 def data_config(opts: PretrainOptions) -> LMDataConfig:
@@ -103,6 +106,7 @@ def pretrain(opts: PretrainOptions) -> Path:
     config = model_config(opts.model)
     if config.vocab_size != VOCAB_SIZE:
         raise ValueError(f"model {opts.model} has vocab_size {config.vocab_size}; the DNA tokenizer has {VOCAB_SIZE}")
+    memory = memory_plan(opts, config)  # before anything is written or allocated
     data = GenomeLMDataModule(data_config(opts))
     data.setup()  # index the genome and place windows now, so bad data fails before anything is written
     checkpoint = None
@@ -121,7 +125,7 @@ def pretrain(opts: PretrainOptions) -> Path:
         weight_decay=opts.weight_decay,
         grad_clip=opts.grad_clip,
     )
-    module = LMPretrainModule.create(config, optim, list(TOKENS), memory_plan(opts))
+    module = LMPretrainModule.create(config, optim, list(TOKENS), memory)
     trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
@@ -134,8 +138,9 @@ def pretrain(opts: PretrainOptions) -> Path:
         raise ValueError(f"training stopped: {err}; {kept} (lower --lr, then rerun with --resume)") from None
     except torch.cuda.OutOfMemoryError:
         raise ValueError(
-            f"out of GPU memory at L={opts.seqlen}: lower --max-tokens-per-micro-batch, or use --memory checkpoint "
-            "(recompute blocks) or --memory segmented (train the sequence in segments)"
+            f"out of GPU memory at L={opts.seqlen} with --memory {memory.mode}: lower --max-tokens-per-micro-batch, "
+            "or use --memory checkpoint (recompute blocks) or segmented (train the sequence in segments); "
+            "`genossm memory` predicts each mode's peak"
         ) from None
     if opts.valid_items and trainer.global_step % opts.val_every:
         trainer.validate(module, datamodule=data, verbose=False)  # held-out metrics of the final weights

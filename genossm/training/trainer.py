@@ -47,6 +47,11 @@ def resolve_precision(precision: str) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+def activation_dtype(precision: str) -> str:
+    """The dtype of the activations under a precision setting: 'bfloat16' (mixed precision) or 'float32'."""
+    return "bfloat16" if resolve_precision(precision).startswith("bf16") else "float32"
+
+
 def build_trainer(
     run: RunDir,
     hardware: HardwareOptions,

@@ -1,0 +1,336 @@
+"""Predicted peak GPU memory of one training step in each memory mode, from the model config alone.
+
+The prediction is ``torch.cuda.max_memory_allocated`` over one step (forward, backward, AdamW) under bfloat16
+autocast with float32 weights, as ``genossm bench model --train`` measures it. It counts bytes per token of what the
+code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv holds the H100 measurements it is
+checked against, all within 2%):
+
+- **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
+  statistics (4d + 8), the norm output (in_proj's input), in_proj's output (Mamba-1: x and z; Mamba-2: z, xBC, dt),
+  the conv output, Mamba-1's x_proj output and delta, the scan's own saved states (Mamba-1: a float32 state every 64
+  positions; Mamba-2: each chunk's start state and the float32 dt and its cumsum), the scan output and out_proj's
+  input. Mamba-1 at width 128: 3,672 bytes per token per block.
+- **The backward** of the top block runs while everything below it is still held; its working set is the float32
+  gradient of the residual stream (4d) and the scan backward's buffers (Mamba-1: du, ddelta, dz and float32 dB, dC;
+  Mamba-2: dx, dB, dC, the gradients of the chunk states and dt's gradient parts, or the gated norm's dx, dz and
+  per-program float32 weight gradients, whichever is larger).
+- **Checkpoint mode** keeps each block's inputs (the bfloat16 hidden input and the float32 residual, 6d bytes; the
+  first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
+  activations plus the working set. That is why width 128 x 6 blocks at 2^20 takes 10 GiB rather than the 4 GiB of
+  block inputs: per token 4.4 KB of inputs, 3.7 KB for the recomputed block and 2.2 KB of working set.
+- **Segmented mode** is checkpoint mode over one segment plus copies of each block's conv input over the whole
+  segment: the carried conv state is a slice of ``torch.cat([history, x])`` (models/mamba1.py, mamba2.py), a view
+  that keeps the whole concatenation alive. With three or more segments, three are held while a segment runs
+  forward (the state left by the first pass, the previous segment's end state, which the last backward's outputs
+  still reference, and the new one) and two in its backward. For width 256 x 16 Mamba-1 with 2^18 segments that is
+  12 GiB of the 19.9 GiB measured.
+- **The loss** holds float32 logits, their log-softmax and its gradients (12 bytes x vocabulary per token) beside
+  the final norm's saved tensors; with the 16-token DNA vocabulary it is never the peak.
+- **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
+  token of the step), and in segmented mode the float32 start states of every segment.
+
+The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
+modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while
+a block is recomputed; such configs come out up to 7% low in segmented mode.) The CUDA context, allocator rounding
+and fragmentation are not counted, so a run is taken to fit when its prediction is within :data:`USABLE_FRACTION`
+of the GPU's memory. scripts/trace_step_memory.py checks the counts on the CPU against the allocations of the
+Triton path.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from genossm.models import MambaConfig, MambaLMHeadModel
+from genossm.models.mamba2 import Mamba2
+
+from .memory import MODES, MemoryPlan, plan_by_length
+
+GIB = 2**30
+USABLE_FRACTION = 0.9
+"""Share of the GPU's memory a predicted peak may use (the rest: CUDA context, allocator rounding, fragmentation)."""
+DEFAULT_GPU_GIB = 80.0
+DEFAULT_SEGMENT_LEN = 2**18
+AUTO_SEGMENT_LENS = (2**18, 2**17, 2**16, 2**15, 2**14)
+"""Segment lengths ``auto`` tries, longest (fastest) first, when none is given."""
+DTYPES = {"bfloat16": 2, "float32": 4}
+TASKS = ("lm", "classification")
+FP32 = 4
+INPUT_BYTES = {"lm": 16, "classification": 8}  # int64 token ids (and labels) per token
+SCAN_STATE_SPACING = 64  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
+MAX_SEQLEN = 2**40  # the search for the longest sequence stops here
+
+
+@dataclass(frozen=True)
+class BlockBytes:
+    """Bytes per token that one block holds in each phase of a training step (``state``: per sequence)."""
+
+    kept: int
+    """Activations autograd saves for the backward (plain mode)."""
+    forward: int
+    """Peak of the block's forward when nothing is saved (checkpointed): its intermediates and output."""
+    backward: int
+    """Buffers of the block's backward at its peak, besides ``kept``."""
+    conv_input: int
+    """The conv input, of which a segment's carried conv state holds a copy."""
+    state: int
+    """The float32 recurrent state (conv window and SSM state) of one sequence."""
+
+
+def _norm_saved(d: int) -> int:
+    """The add+norm kernel saves the float32 residual stream and two float32 row statistics."""
+    return FP32 * d + 2 * FP32
+
+
+def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
+    d, e, n, rank = mixer.d_model, mixer.d_inner, mixer.d_state, mixer.dt_rank
+    scan_saved = FP32 * e * n // SCAN_STATE_SPACING
+    # norm output, in_proj output (x, z), conv output, x_proj output (dt, B, C), delta, scan output
+    kept = _norm_saved(d) + act * (d + 2 * e + e + rank + 2 * n + e + e) + scan_saved
+    forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states are dropped
+    cast = 2 * act * n if act < FP32 else 0  # dB and dC cast back from their float32 accumulators
+    backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
+    return BlockBytes(kept, forward, backward, act * e, FP32 * e * (mixer.d_conv + n))
+
+
+def ssd_backward_tiles(chunk: int, headdim: int, dstate: int, act: int) -> int:
+    """Position tiles per chunk of the SSD backward kernels (the rule of kernels/ssd/tiling.py ``ssd_tiles``)."""
+
+    def pow2(x: int) -> int:
+        return max(16, 1 << (x - 1).bit_length())
+
+    tile = min(32 if act == FP32 else 64, pow2(chunk))
+    tile = min(tile, 32 if pow2(headdim) + pow2(dstate) > 192 else 64)
+    return -(-chunk // tile)
+
+
+def gated_norm_rows(group_size: int) -> int:
+    """Rows per program of the gated RMSNorm kernels (the rule of kernels/norm/gated_triton.py ``_launch_shape``);
+    the backward writes one float32 weight-gradient row per program."""
+    return min(16, max(1, 2048 // (1 << (group_size - 1).bit_length())))
+
+
+def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
+    d, e, d_ssm, n, chunk = mixer.d_model, mixer.d_inner, mixer.d_ssm, mixer.d_state, mixer.chunk_size
+    heads, groups, conv_dim = mixer.nheads, mixer.ngroups, mixer.conv_dim
+    states = d_ssm * n // chunk  # elements of the chunk states per token
+    scan_saved = 2 * FP32 * heads + act * states  # dt after softplus and its chunk cumsum (float32); start states
+    before_scan = _norm_saved(d) + act * (d + mixer.in_proj.out_features + conv_dim)  # norm, in_proj, conv outputs
+    # scan output (saved by the gated norm), out_proj input, silu(z0) of the optional MLP part
+    kept = before_scan + scan_saved + act * (d_ssm + e + mixer.d_mlp)
+    # the scan's forward holds float32 chunk states beside the start states; then out_proj runs
+    forward = max(before_scan + 2 * FP32 * heads + (FP32 + act) * states, kept - scan_saved + act * d)
+    tiles = ssd_backward_tiles(chunk, mixer.headdim, n, act)
+    # chunk-state gradients, dB, dC, dx, ddt; float32 dt-gradient parts and dD partial sums
+    end = act * (states + 2 * groups * n + d_ssm + heads) + FP32 * (heads * (4 + tiles) + tiles * d_ssm // chunk)
+    passing = (FP32 + act) * states  # float32 start-state gradients beside the chunk-state ones
+    if mixer.rmsnorm:  # before the scan's backward: the gated norm's dx, dz and per-program weight gradients
+        norm = 2 * act * d_ssm + FP32 * d_ssm // gated_norm_rows(d_ssm // groups)
+        backward = max(end, passing, norm)
+    else:  # the scan's backward also writes dz
+        backward = max(end, passing) + act * d_ssm
+    return BlockBytes(kept, forward, backward, act * conv_dim, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
+
+
+def block_bytes(block: nn.Module, act: int) -> BlockBytes:
+    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations."""
+    mixer = block.mixer
+    counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act)
+    if block.mlp is None:
+        return counts
+    hidden = block.mlp.fc2.in_features
+    mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
+    # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
+    backward = max(counts.backward - mlp, 2 * act * hidden)
+    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.conv_input, counts.state)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The predicted peak of one training step, in bytes, split by what holds it."""
+
+    mode: str
+    parameters: int
+    """Weights, gradients and AdamW moments."""
+    inputs: int
+    """Token ids and labels of the step, and segment start states."""
+    activations: int
+    """Tensors kept for the backward at the peak."""
+    working: int
+    """Transient buffers at the peak."""
+
+    @property
+    def peak(self) -> int:
+        return self.parameters + self.inputs + self.activations + self.working
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak / GIB
+
+
+class StepShape(NamedTuple):
+    """One forward/backward pass: ``batch`` sequences of ``seqlen``, ``micro_batches`` of them per step."""
+
+    seqlen: int
+    batch: int = 1
+    micro_batches: int = 1
+
+
+class StepMemory:
+    """The memory model of training one model config: ``dtype`` activations ('bfloat16' autocast or 'float32'),
+    a language model ('lm') or a sequence classifier ('classification')."""
+
+    def __init__(self, config: MambaConfig, dtype: str = "bfloat16", task: str = "lm") -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+        self.config, self.dtype, self.task = config, dtype, task
+        self.act = DTYPES[dtype]
+        model = MambaLMHeadModel(config, device="meta")  # shapes only: no memory, no compute
+        self.parameters = sum(p.numel() for p in model.parameters())
+        self.block = block_bytes(model.backbone.layers[0], self.act)
+
+    def estimate(
+        self, seqlen: int, batch: int = 1, mode: str = "plain", segment_len: int = DEFAULT_SEGMENT_LEN, micro_batches=1
+    ) -> MemoryEstimate:
+        """Peak memory of a step of ``micro_batches`` passes over ``batch`` sequences of ``seqlen`` in ``mode``."""
+        if mode not in MODES:
+            raise ValueError(f"memory mode must be one of {MODES}, not {mode!r}")
+        if mode == "segmented" and self.task != "lm":
+            raise ValueError("segmented memory mode trains language models only")
+        if min(seqlen, batch, micro_batches, segment_len) < 1:
+            raise ValueError("seqlen, batch, micro_batches and segment_len must be positive")
+        act, block = self.act, self.block
+        d, layers = self.config.d_model, self.config.n_layer
+        inputs = INPUT_BYTES[self.task] * micro_batches * batch * seqlen
+        # The head: the loss (float32 logits, log-softmax and its gradient; the LM head's input is saved), then the
+        # final add+norm's backward (its float32 residual gradient and two activation gradients).
+        norm_saved = _norm_saved(d)
+        head = [(norm_saved + act * d, 3 * FP32 * self.config.padded_vocab_size)] if self.task == "lm" else []
+        head.append((norm_saved, FP32 * d + 2 * act * d))
+        top_block_work = FP32 * d + block.backward  # the residual stream's float32 gradient, the block's backward
+        if mode == "plain":
+            phases = [(layers * block.kept, top_block_work), *((layers * block.kept + k, w) for k, w in head)]
+        else:  # checkpoint, or segmented: checkpoint over a segment with copies of its conv inputs held
+            block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
+            segments = math.ceil(seqlen / segment_len) if mode == "segmented" else 1
+            held_forward = held_backward = 0
+            if segments > 1:
+                held_forward = (3 if segments >= 3 else 2) * layers * block.conv_input
+                held_backward = 2 * layers * block.conv_input
+                inputs += segments * layers * block.state * batch
+            phases = [
+                (block_inputs + held_backward + block.kept, top_block_work),
+                (block_inputs + held_forward, block.forward),
+                *((block_inputs + held_forward + k, w) for k, w in head),
+            ]
+        tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
+        kept, working = max(phases, key=sum)
+        return MemoryEstimate(mode, 16 * self.parameters, inputs, tokens * kept, tokens * working)
+
+    def peak(self, shapes: Sequence[StepShape], mode: str, segment_len: int = DEFAULT_SEGMENT_LEN) -> int:
+        """The largest predicted peak over the step shapes of a run (its sequence-length stages)."""
+        return max(self.estimate(s.seqlen, s.batch, mode, segment_len, s.micro_batches).peak for s in shapes)
+
+    def largest_seqlen(self, gpu_bytes: int, mode: str, batch: int = 1, segment_len: int = DEFAULT_SEGMENT_LEN) -> int:
+        """The longest sequence whose predicted peak fits a GPU of ``gpu_bytes`` (0: none; at most 2^40)."""
+        budget = usable_bytes(gpu_bytes)
+
+        def fits(seqlen: int) -> bool:
+            return self.estimate(seqlen, batch, mode, segment_len).peak <= budget
+
+        if not fits(1):
+            return 0
+        low, high = 1, 2
+        while high <= MAX_SEQLEN and fits(high):  # the prediction grows with the length: double, then bisect
+            low, high = high, 2 * high
+        if high > MAX_SEQLEN:
+            return MAX_SEQLEN
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
+
+def usable_bytes(gpu_bytes: int) -> int:
+    """The part of a GPU's memory a predicted peak may take."""
+    return int(gpu_bytes * USABLE_FRACTION)
+
+
+def gpu_memory() -> int | None:
+    """Total memory of the current CUDA device in bytes, or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+
+
+def fit_plan(
+    memory: StepMemory,
+    shapes: Sequence[StepShape],
+    gpu_bytes: int,
+    modes: Sequence[str] = MODES,
+    segment_lens: Sequence[int] = AUTO_SEGMENT_LENS,
+) -> MemoryPlan:
+    """The fastest plan whose predicted peak fits the GPU: plain, then checkpoint, then segmented with the longest
+    of ``segment_lens`` that fits. A ValueError gives each mode's predicted peak when none fits."""
+    budget = usable_bytes(gpu_bytes)
+    candidates = [MemoryPlan(m) for m in modes if m != "segmented"]
+    if "segmented" in modes:
+        candidates += [MemoryPlan("segmented", s) for s in segment_lens]
+    tried = []
+    for plan in candidates:
+        peak = memory.peak(shapes, plan.mode, plan.segment_len or DEFAULT_SEGMENT_LEN)
+        if peak <= budget:
+            return plan
+        if plan.mode != "segmented" or plan.segment_len == min(segment_lens):
+            segments = f" (segments of {plan.segment_len:,})" if plan.segment_len else ""
+            tried.append(f"{plan.mode} {peak / GIB:.1f} GiB{segments}")
+    longest = max(shapes, key=lambda s: s.seqlen)
+    raise ValueError(
+        f"a training step at L = {longest.seqlen:,} (batch {longest.batch}) will not fit in GPU memory: predicted "
+        f"peak {', '.join(tried)}, against {gpu_bytes / GIB:.1f} GiB ({USABLE_FRACTION:.0%} usable); use fewer "
+        "tokens per micro-batch or a shorter length (`genossm memory` shows the estimate)"
+    )
+
+
+def plan_for_run(
+    mode: str,
+    config: MambaConfig,
+    shapes: Sequence[StepShape],
+    task: str = "lm",
+    dtype: str = "bfloat16",
+    segment_len: int | None = None,
+    segmented: bool = True,
+) -> MemoryPlan:
+    """The memory plan of a training run whose steps take ``shapes``.
+
+    ``auto`` picks the fastest plan predicted to fit the CUDA device (:func:`fit_plan`; ``segmented`` allows that
+    mode, and without ``segment_len`` the longest segment that fits), or without CUDA goes by length
+    (:func:`plan_by_length`). An explicit mode is kept, with a warning when it is predicted not to fit.
+    """
+    segment = segment_len or DEFAULT_SEGMENT_LEN
+    gpu = gpu_memory()
+    if mode != "auto":
+        plan = MemoryPlan(mode, segment if mode == "segmented" else 0)
+        if gpu is not None:
+            peak = StepMemory(config, dtype, task).peak(shapes, mode, segment)
+            if peak > usable_bytes(gpu):
+                warnings.warn(
+                    f"--memory {mode} is predicted to peak at {peak / GIB:.1f} GiB on a {gpu / GIB:.1f} GiB GPU and "
+                    "may run out of memory (--memory auto picks a mode that fits)",
+                    stacklevel=2,
+                )
+        return plan
+    if gpu is None:
+        return plan_by_length(max(s.seqlen for s in shapes), segment, segmented)
+    modes = MODES if segmented else tuple(m for m in MODES if m != "segmented")
+    segments = (segment_len,) if segment_len else AUTO_SEGMENT_LENS
+    return fit_plan(StepMemory(config, dtype, task), shapes, gpu, modes, segments)
