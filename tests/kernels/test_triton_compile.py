@@ -21,11 +21,36 @@ from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel, _scan_bwd
 from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel  # noqa: E402
 
 SCAN = dict(BLOCK_D=16, BLOCK_N=16, TILE=4, FAST=True)
+SCAN_FWD = dict(
+    SCAN,
+    CHUNK=64,
+    HAS_D=True,
+    HAS_Z=True,
+    HAS_BIAS=True,
+    SOFTPLUS=True,
+    HAS_START=True,
+    STATE_ONLY=False,
+    SAVE_CHUNKS=True,
+    WRITE_LAST=True,
+)
+SCAN_BWD = dict(
+    SCAN,
+    CHUNK=64,
+    HAS_D=True,
+    HAS_Z=True,
+    HAS_BIAS=True,
+    SOFTPLUS=True,
+    HAS_CARRY=True,
+    HAS_DLAST=True,
+    WANT_DH0=True,
+    LOG_D=4,
+    LEVELS=2,
+)
 CASES = {
-    "scan_fwd": (_scan_fwd_kernel, 1, dict(SCAN, CHUNK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
-                                           HAS_START=True, STATE_ONLY=False, SAVE_CHUNKS=True, WRITE_LAST=True)),
-    "scan_bwd": (_scan_bwd_kernel, 1, dict(SCAN, CHUNK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
-                                           HAS_CARRY=True, HAS_DLAST=True, WANT_DH0=True, LOG_D=4, LEVELS=2)),
+    "scan_fwd": (_scan_fwd_kernel, 1, dict(SCAN_FWD, PREFETCH=True)),
+    "scan_fwd_state_only": (_scan_fwd_kernel, 1, dict(SCAN_FWD, STATE_ONLY=True, PREFETCH=False)),
+    "scan_bwd": (_scan_bwd_kernel, 1, dict(SCAN_BWD, PREFETCH=True)),
+    "scan_bwd_no_prefetch": (_scan_bwd_kernel, 1, dict(SCAN_BWD, HAS_Z=False, PREFETCH=False)),
     "scan_bwd_local": (_scan_bwd_local_kernel, 1, dict(SCAN, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)),
     "state_passing": (_state_passing_kernel, 4, dict(HAS_SEED=True, REVERSE=True, BLOCK_N=16, BLOCK_D=128)),
     "conv_fwd": (_conv_fwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4, BLOCK_L=64, BLOCK_D=32)),
