@@ -124,9 +124,9 @@ def test_mirrored_kernel_constants_match_the_kernels():
     pytest.importorskip("triton")
     import torch
 
-    from kernels.norm.gated_triton import _launch_shape
-    from kernels.selective_scan.tiling import CHUNK
-    from kernels.ssd.tiling import ssd_tiles
+    from genossm.kernels.norm.gated_triton import _launch_shape
+    from genossm.kernels.selective_scan.tiling import CHUNK
+    from genossm.kernels.ssd.tiling import ssd_tiles
 
     assert memory_estimate.SCAN_STATE_SPACING == CHUNK
     for group_size in (16, 64, 100, 256, 512, 1024, 4096):
