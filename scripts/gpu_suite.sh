@@ -59,11 +59,6 @@ for what in "$@"; do
         step "$name" genossm bench selective-scan $variant --shapes 256x1024x1024,256x64x16384,256x1x1048576 \
           --torch-max-seqlen 0 --repeats 10 --out "$R/$name"
       done ;;
-    crash-7m)  # where the 7M segmented step at 2^20 fails (segment 2^17): synchronous launches name the kernel
-      export CUDA_LAUNCH_BLOCKING=1
-      step crash-7m genossm bench model --train --dtype bfloat16 --batch 1 --repeats 1 \
-        --model mamba1-7m --seqlen 1048576 --memory segmented --segment-len 131072
-      unset CUDA_LAUNCH_BLOCKING ;;
     conv-norm) step bench-conv-norm genossm bench conv-norm --out "$R/convnorm" ;;
     ssd) step bench-ssd genossm bench ssd --sweep-dstate "" --out "$R/ssd" ;;
     ssd-sweep) step bench-ssd-sweep genossm bench ssd --seqlen 1024,1048576 --dstate 16 --sweep-dstate 128,256 \

@@ -1,5 +1,6 @@
-"""Where a GPU call's time goes: CUDA time per kernel (torch.profiler) and the registers and spills of the
-Triton kernels that ran. Benchmarks print these beside their timings so that a slow shape can be explained."""
+"""Where a GPU call's time goes: CUDA time per kernel (torch.profiler). Benchmarks print it beside their timings
+so that a slow shape can be explained. (Registers and spills: compile for sm_90 offline, as
+tests/kernels/test_triton_compile.py does, and read ``n_regs`` / the SASS.)"""
 
 from __future__ import annotations
 
@@ -23,25 +24,6 @@ def kernel_times(fn: Callable[[], object], repeats: int = 3) -> list[tuple[str, 
         if us > 0 and event.count:
             rows.append((event.key, us / 1e3 / repeats, max(1, event.count // repeats)))
     return sorted(rows, key=lambda row: -row[1])
-
-
-def triton_resources(*kernels: object) -> list[dict[str, object]]:
-    """Registers per thread, spilled bytes and shared memory of every compiled variant of the given ``@triton.jit``
-    functions (read from Triton's per-device cache; an empty list where this Triton version keeps it elsewhere)."""
-    found = []
-    for kernel in kernels:
-        for entry in getattr(kernel, "device_caches", {}).values():
-            cache = entry[0] if isinstance(entry, tuple) else entry
-            for compiled in getattr(cache, "values", lambda: [])():
-                found.append(
-                    {
-                        "kernel": getattr(kernel, "__name__", str(kernel)),
-                        "regs": getattr(compiled, "n_regs", None),
-                        "spills": getattr(compiled, "n_spills", None),
-                        "shared": getattr(getattr(compiled, "metadata", None), "shared", None),
-                    }
-                )
-    return found
 
 
 def format_breakdown(times: list[tuple[str, float, int]], top: int = 6) -> str:

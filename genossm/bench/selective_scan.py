@@ -13,7 +13,7 @@ import torch
 from genossm.cli.options import option
 from genossm.kernels import selective_scan_chunked, selective_scan_ref
 
-from .kernel_profile import format_breakdown, kernel_times, triton_resources
+from .kernel_profile import format_breakdown, kernel_times
 from .kernel_timing import copy_bandwidth_gbps, exp_rate_per_ms, forward_call, time_ms, training_call
 from .report import plot_lines, write_json
 from .timing import format_table, pick_device
@@ -47,7 +47,7 @@ class SelectiveScanBenchOptions:
     segments: int | None = option(None, "force the number of sequence segments of the Triton kernels")
     prefetch: bool | None = option(None, "Triton kernels load each next tile early (--prefetch) or not (--no-prefetch)")
     maxnreg: int | None = option(None, "cap the Triton kernels' registers per thread (more warps per SM)")
-    profile: bool = option(False, "also print CUDA time per kernel and the Triton kernels' registers and spills")
+    profile: bool = option(False, "also print the CUDA time of each kernel")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     out: Path = option(Path("bench-results"), "directory for selective_scan.json and the plots")
 
@@ -187,19 +187,11 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
 
 
 def print_profile(breakdowns: list[dict[str, object]], out: Path) -> None:
-    """Per-kernel times of every profiled call, and the Triton kernels' registers and spills."""
-    from genossm.kernels.common.state_passing import _state_passing_kernel
-    from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel, _scan_bwd_local_kernel
-    from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel
-
-    resources = triton_resources(_scan_fwd_kernel, _scan_bwd_kernel, _scan_bwd_local_kernel, _state_passing_kernel)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(breakdowns, out / "selective_scan_profile.json", triton_kernels=resources)
+    """Per-kernel times of every profiled call; also written to selective_scan_profile.json."""
+    write_json(breakdowns, out / "selective_scan_profile.json")
     for b in breakdowns:
         print(f"{b['impl']} {b['mode']} D={b['dim']} B={b['batch']} L={b['seqlen']}:")
         print(format_breakdown(b["kernels"]))
-    for r in resources:
-        print(f"triton {r['kernel']}: {r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared")
 
 
 def add_speedups(rows: list[dict[str, object]]) -> None:
