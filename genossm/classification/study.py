@@ -98,7 +98,7 @@ def length_options(opts: StudyOptions, classes: Path, length: int) -> FinetuneOp
 
 
 def run_study(opts: StudyOptions) -> list[dict[str, Any]]:
-    """Every length not yet done is trained and evaluated; then the results document is rewritten."""
+    """Every length not yet done is trained and evaluated; the results document is rewritten after each."""
     if opts.devices != 1:
         raise ValueError("genossm study trains on one device; for several GPUs run genossm finetune per length")
     classes = class_source(opts)
@@ -113,7 +113,7 @@ def run_study(opts: StudyOptions) -> list[dict[str, Any]]:
         else:
             print(f"== L = {length:,}: done before ({run.output / 'summary.json'})", flush=True)
         rows.append(result_row(summary, run.output))
-    write_results(opts, rows)
+        write_results(opts, rows)  # after every length: a study cut short still reports what it finished
     return rows
 
 

@@ -142,11 +142,12 @@ def pretrain(opts: PretrainOptions) -> Path:
             "or use --memory checkpoint (recompute blocks) or segmented (train the sequence in segments); "
             "`genossm memory` predicts each mode's peak"
         ) from None
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # validate() below clears the train ones
     if opts.valid_items and trainer.global_step % opts.val_every:
         trainer.validate(module, datamodule=data, verbose=False)  # held-out metrics of the final weights
+        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         module.model.save_pretrained(run.model)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         summary = {"steps": trainer.global_step, "model": opts.model, "seqlen": opts.seqlen, **metrics}
         atomic_write_text(run.path / "summary.json", json.dumps(summary, indent=2))
         print(f"model saved to {run.model}")

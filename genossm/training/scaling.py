@@ -111,7 +111,7 @@ def markdown_table(rows: list[dict]) -> str:
 def report(rows: list[dict], title: str, x_axis: str, opts: ScaleOptions) -> None:
     """results.json, results.md and a plot of held-out perplexity in the series folder (and the results doc)."""
     write_json(rows, opts.output / "results.json", series=opts.series, title=title)
-    plot_name = f"scaling-{x_axis}.png"
+    plot_name = f"{Path(opts.series).stem}.png"  # one plot per series: a results doc can hold several
     for_plot = [r for r in rows if r["val_ppl"] is not None]
     series = "model" if x_axis == "seqlen" else "seqlen"
     xlabel = "sequence length L (bases)" if x_axis == "seqlen" else "parameters"

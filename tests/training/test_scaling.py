@@ -37,7 +37,8 @@ def test_series_runs_and_reports(tmp_path, capsys):
     assert main(args) == 0
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [r["seqlen"] for r in rows] == [64, 128] and all(r["val_ppl"] > 1 for r in rows)
-    assert (tmp_path / "out" / "scaling-seqlen.png").is_file() and (doc.parent / "scaling-seqlen.png").is_file()
+    plot = f"{series.stem}.png"
+    assert (tmp_path / "out" / plot).is_file() and (doc.parent / plot).is_file() and f"]({plot})" in doc.read_text()
     assert "## tiny series" in doc.read_text()
     capsys.readouterr()
     assert main(args) == 0  # finished runs are not trained again
