@@ -6,7 +6,7 @@
 #
 # Steps: peer (build mamba_ssm from .peer/, ~3 min; or peer-bg ... peer-wait to build while other steps run), tests (pytest -m gpu, 8 processes), scan, conv-norm, ssd,
 # ssd-sweep, ssd-stages, scan-prefetch (kernel benchmarks), model (training step), memory (long-context table),
-# memory-targets (issue 9's target points), data (loader);
+# memory-targets (issue 9's target points), data (loader), classify (genossm classify throughput);
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series), study (great apes), each
 # STEPS optimizer steps per run. Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
@@ -66,7 +66,7 @@ for what in "$@"; do
     ssd-stages) step bench-ssd-stages genossm bench ssd-stages --out "$R/ssdstages" ;;
     model)  # one training step at 2^20 tokens per call, ours and mamba_ssm's, both mixers
       step bench-model genossm bench model --train --dtype bfloat16 --model mamba1-0.7m,mamba2-0.8m \
-        --tokens 1048576 --seqlen 1024,16384,262144,1048576 --out "$R/model" ;;
+        --tokens 1048576 --seqlen 1024,16384,262144,1048576 ${MODEL_ARGS:-} --out "$R/model" ;;
     memory)  # the long-context table: batch 1 at 2^20 and 2^21, every memory mode (mamba_ssm: plain)
       step bench-memory genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 \
         --model mamba1-0.7m,mamba2-0.8m,mamba1-7m,mamba2-7.5m --seqlen 1048576,2097152 \
@@ -79,6 +79,7 @@ for what in "$@"; do
       step memory-long genossm bench model --train --dtype bfloat16 --batch 1 --repeats 1 --model mamba1-0.7m \
         --seqlen 2097152,8388608 --memory segmented --segment-len 262144 --out "$R/memory-long" ;;
     data) step bench-data genossm bench data --out "$R/data" ;;
+    classify) step bench-classify genossm bench classify --out "$R/classify" ;;  # bases/s of genossm classify
     apes) step apes genossm data maf2fasta "$MAF" /tmp/apes ;;  # per-species FASTA of the full alignment
     scale-length) step scale-length genossm scale --series scaling-length --data /tmp/apes/Hsap.fa \
       --max-steps "$STEPS" --output /tmp/scale-length --results-doc results/pretraining.md ;;

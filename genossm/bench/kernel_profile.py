@@ -5,9 +5,12 @@ tests/kernels/test_triton_compile.py does, and read ``n_regs`` / the SASS.)"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from .report import write_json
 
 
 def kernel_times(fn: Callable[[], object], repeats: int = 3) -> list[tuple[str, float, int]]:
@@ -29,3 +32,11 @@ def kernel_times(fn: Callable[[], object], repeats: int = 3) -> list[tuple[str, 
 def format_breakdown(times: list[tuple[str, float, int]], top: int = 6) -> str:
     """A few indented lines: ms per call and launches of the slowest kernels."""
     return "\n".join(f"    {ms:8.3f} ms  x{count:<3d} {name[:90]}" for name, ms, count in times[:top])
+
+
+def report_breakdowns(breakdowns: list[dict[str, object]], path: Path, top: int = 6) -> None:
+    """Print every profiled call (its other keys as the heading, then its slowest kernels) and write them as JSON."""
+    write_json(breakdowns, path)
+    for b in breakdowns:
+        print(" ".join(f"{k}={v}" for k, v in b.items() if k != "kernels") + ":")
+        print(format_breakdown(b["kernels"], top))

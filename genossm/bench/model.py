@@ -22,6 +22,7 @@ from genossm.presets import model_config
 from genossm.training.memory import MemoryPlan
 from genossm.training.segmented import segmented_lm_backward
 
+from .kernel_profile import kernel_times, report_breakdowns
 from .report import plot_lines, write_json
 from .timing import cuda_median_ms, format_table, median_ms, pick_device
 
@@ -41,6 +42,7 @@ class ModelBenchOptions:
     memory: str = option("plain", "activation memory of a training step: plain, checkpoint or segmented (comma list)")
     segment_len: int = option(2**18, "segment length of --memory segmented")
     peer: bool = option(True, "also time mamba_ssm's MambaLMHeadModel when it is installed (plain memory only)")
+    profile: bool = option(False, "also print the CUDA time of each kernel of every call (CUDA only)")
     out: Path | None = option(None, "write model.json (and model.png for several lengths) into this folder")
 
 
@@ -85,7 +87,7 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
     """Time every model and length; print the table and return its rows."""
     device = pick_device(opts.device)
     autocast = device.type == "cuda" and opts.dtype == "bfloat16"
-    rows = []
+    rows, breakdowns = [], []
     for name in opts.model.split(","):
         config = model_config(name)
         impls = {"genossm": MambaLMHeadModel(config)}
@@ -117,6 +119,9 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                     else:
                         ms = median_ms(call, device, repeats=opts.repeats)
                     row.update({"ms": ms, "tok_per_s": batch * seqlen / ms * 1e3})
+                    if opts.profile and device.type == "cuda":
+                        breakdowns.append({k: row[k] for k in ("model", "impl", "seqlen", "mode")})
+                        breakdowns[-1]["kernels"] = kernel_times(call, repeats=1)
                 except torch.cuda.OutOfMemoryError:
                     row.update({"ms": None, "tok_per_s": None, "note": "out of memory"})
                 except Exception as err:  # a failing peer or mode is recorded, the other rows still run
@@ -128,6 +133,8 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                 del ids, call
                 model.zero_grad(set_to_none=True)
             model.cpu()
+    if breakdowns:
+        report_breakdowns(breakdowns, (opts.out or Path(".")) / "model_profile.json", top=15)
     print(f"{'training step' if opts.train else 'forward'} on {device} ({opts.dtype})")
     print(format_table(rows))
     if opts.out:

@@ -13,7 +13,7 @@ import torch
 from genossm.cli.options import option
 from genossm.kernels import selective_scan_chunked, selective_scan_ref
 
-from .kernel_profile import format_breakdown, kernel_times
+from .kernel_profile import kernel_times, report_breakdowns
 from .kernel_timing import copy_bandwidth_gbps, exp_rate_per_ms, forward_call, time_ms, training_call
 from .report import plot_lines, write_json
 from .timing import format_table, pick_device
@@ -181,17 +181,9 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
                 torch.cuda.empty_cache()
     add_speedups(rows)
     if breakdowns:
-        print_profile(breakdowns, opts.out)
+        report_breakdowns(breakdowns, opts.out / "selective_scan_profile.json")
     report(rows, opts, device, copy_gbps)
     return rows
-
-
-def print_profile(breakdowns: list[dict[str, object]], out: Path) -> None:
-    """Per-kernel times of every profiled call; also written to selective_scan_profile.json."""
-    write_json(breakdowns, out / "selective_scan_profile.json")
-    for b in breakdowns:
-        print(f"{b['impl']} {b['mode']} D={b['dim']} B={b['batch']} L={b['seqlen']}:")
-        print(format_breakdown(b["kernels"]))
 
 
 def add_speedups(rows: list[dict[str, object]]) -> None:

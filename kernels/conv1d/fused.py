@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.hardware import sm_count
 from ..common.math import sigmoid_fast
 from ..common.tensors import like_layout
 
@@ -97,31 +98,74 @@ def _conv_fwd_kernel(
 
 
 @triton.jit
-def _input_grad(
-    x_tile, init_tile, dout_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_g_l, s_w_k, HAS_INIT, SILU, WIDTH
-):
-    """(dx at ``pos``, dpre at ``pos``): dx[t] = sum_k w[k] dpre[t + W - 1 - k], recomputing pre where needed."""
-    dx = tl.zeros((pos.shape[0], bias.shape[0]), tl.float32)
-    dpre_here = dx
-    for shift in tl.static_range(WIDTH):
-        p = pos + shift
-        valid = (p >= 0) & (p < seqlen)
-        dout = tl.load(dout_tile + p[:, None] * s_g_l, mask=valid[:, None] & mask_d[None, :], other=0.0)
-        dpre = dout.to(tl.float32)
-        if SILU:
-            pre = _pre_activation(
-                x_tile, init_tile, w_ptrs, bias, p, seqlen, mask_d, s_x_l, s_i_l, s_w_k, HAS_INIT, WIDTH
-            )
-            sig = sigmoid_fast(pre)
-            dpre = dpre * sig * (1.0 + pre * (1.0 - sig))
-        w = tl.load(w_ptrs + (WIDTH - 1 - shift) * s_w_k, mask=mask_d, other=0.0).to(tl.float32)
-        dx += w[None, :] * dpre
-        if shift == 0:
-            dpre_here = dpre
-    return dx, dpre_here
+def _tap(w_ptrs, m: tl.constexpr, s_w_k, mask_d, WIDTH: tl.constexpr):
+    """v_m = w[W - 1 - m], the weight of the input m positions back (zero past the width)."""
+    if m < WIDTH:
+        return tl.load(w_ptrs + (WIDTH - 1 - m) * s_w_k, mask=mask_d, other=0.0).to(tl.float32)
+    return tl.zeros(mask_d.shape, tl.float32)
 
 
-@triton.jit(do_not_specialize=["seqlen"])
+@triton.jit
+def _taps_sum(first, v0, v1, v2, v3, a, b, c, d, WIDTH: tl.constexpr):
+    """first + v0 a + v1 b + v2 c + v3 d over the taps the width has ((L, D) tiles, (D,) taps)."""
+    out = first + v0[None, :] * a + v1[None, :] * b
+    if WIDTH > 2:
+        out += v2[None, :] * c
+    if WIDTH > 3:
+        out += v3[None, :] * d
+    return out
+
+
+@triton.jit
+def _pre_grad(dout_tile, pre, p, seqlen, mask_d, s_g_l, SILU: tl.constexpr):
+    """dpre = dout * silu'(pre) at positions ``p`` (dout alone without SiLU; zero outside the sequence)."""
+    valid = (p >= 0) & (p < seqlen)
+    dpre = tl.load(dout_tile + p[:, None] * s_g_l, mask=valid[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
+    if SILU:
+        sig = sigmoid_fast(pre)
+        dpre = dpre * sig * (1.0 + pre * (1.0 - sig))
+    return dpre
+
+
+@triton.jit
+def _tile_grads(
+    x_tile, init_tile, dout_tile, pos, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
+    HAS_INIT: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr,
+):  # fmt: skip
+    """(dx, dpre, x, x_1, x_2, x_3) at positions ``pos``, x_m the input m positions back (zero past the width).
+
+    dx[t] = sum_m v_m dpre[t + m] needs the pre-activations W - 1 positions ahead, and those the inputs W - 1
+    positions behind them: each of the 2W - 1 shifted input tiles is loaded once (from L1) and used by every tap.
+    """
+    zero = tl.zeros((pos.shape[0], mask_d.shape[0]), tl.float32)
+    x = _load_shifted(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    x_1 = _load_shifted(x_tile, init_tile, pos - 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    x1 = _load_shifted(x_tile, init_tile, pos + 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    x_2, x2, x_3, x3 = zero, zero, zero, zero
+    if WIDTH > 2:
+        x_2 = _load_shifted(x_tile, init_tile, pos - 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x2 = _load_shifted(x_tile, init_tile, pos + 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    if WIDTH > 3:
+        x_3 = _load_shifted(x_tile, init_tile, pos - 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x3 = _load_shifted(x_tile, init_tile, pos + 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    first = zero + bias[None, :]
+    dpre = _pre_grad(
+        dout_tile, _taps_sum(first, v0, v1, v2, v3, x, x_1, x_2, x_3, WIDTH), pos, seqlen, mask_d, s_g_l, SILU
+    )
+    dpre1 = _pre_grad(
+        dout_tile, _taps_sum(first, v0, v1, v2, v3, x1, x, x_1, x_2, WIDTH), pos + 1, seqlen, mask_d, s_g_l, SILU
+    )
+    dx = v0[None, :] * dpre + v1[None, :] * dpre1
+    if WIDTH > 2:
+        pre2 = _taps_sum(first, v0, v1, v2, v3, x2, x1, x, x_1, WIDTH)
+        dx += v2[None, :] * _pre_grad(dout_tile, pre2, pos + 2, seqlen, mask_d, s_g_l, SILU)
+    if WIDTH > 3:
+        pre3 = _taps_sum(first, v0, v1, v2, v3, x3, x2, x1, x, WIDTH)
+        dx += v3[None, :] * _pre_grad(dout_tile, pre3, pos + 3, seqlen, mask_d, s_g_l, SILU)
+    return dx, dpre, x, x_1, x_2, x_3
+
+
+@triton.jit(do_not_specialize=["seqlen", "tiles_per_program"])
 def _conv_bwd_kernel(
     x_ptr,
     w_ptr,
@@ -134,6 +178,7 @@ def _conv_bwd_kernel(
     dinit_ptr,  # (batch, dim, WIDTH - 1), its own strides (init may be a non-dense view)
     seqlen,
     dim,
+    tiles_per_program,
     s_x_b,
     s_x_d,
     s_x_l,
@@ -158,49 +203,78 @@ def _conv_bwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    n_dblocks, n_lblocks = tl.cdiv(dim, BLOCK_D), tl.cdiv(seqlen, BLOCK_L)
-    pid = tl.program_id(0)  # one flat axis: (batch, channel block, position block), positions fastest
-    pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
+    """A program walks ``tiles_per_program`` consecutive tiles of positions, summing dw and dbias in registers, and
+    adds them to memory once: per-tile sums would cost a cross-warp reduction and contended atomics per tile."""
+    n_dblocks, n_lgroups = tl.cdiv(dim, BLOCK_D), tl.cdiv(tl.cdiv(seqlen, BLOCK_L), tiles_per_program)
+    pid = tl.program_id(0)  # one flat axis: (batch, channel block, group of position tiles), positions fastest
+    pid_g, pid_d, pid_b = pid % n_lgroups, (pid // n_lgroups) % n_dblocks, pid // (n_lgroups * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    pos = pid_l.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride passes 2^31
     mask_d = offs_d < dim
     x_tile = x_ptr + b64 * s_x_b + offs_d[None, :] * s_x_d
     init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
     dout_tile = dout_ptr + b64 * s_g_b + offs_d[None, :] * s_g_d
+    dx_tile = dx_ptr + b64 * s_dx_b + offs_d[None, :] * s_dx_d
     w_ptrs = w_ptr + offs_d * s_w_d
     bias = (
         tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
         if HAS_BIAS
         else tl.zeros((BLOCK_D,), tl.float32)
     )
-
-    dx, dpre = _input_grad(
-        x_tile, init_tile, dout_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_g_l, s_w_k,
-        HAS_INIT, SILU, WIDTH,
-    )  # fmt: skip
-    mask = (pos < seqlen)[:, None] & mask_d[None, :]
-    dx_ptrs = dx_ptr + b64 * s_dx_b + pos[:, None] * s_dx_l + offs_d[None, :] * s_dx_d
-    tl.store(dx_ptrs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-    for k in tl.static_range(WIDTH):
-        x = _load_shifted(x_tile, init_tile, pos - (WIDTH - 1) + k, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-        tl.atomic_add(dw_ptr + offs_d * WIDTH + k, tl.sum(dpre * x, axis=0), mask=mask_d, sem="relaxed")
+    v0, v1 = _tap(w_ptrs, 0, s_w_k, mask_d, WIDTH), _tap(w_ptrs, 1, s_w_k, mask_d, WIDTH)
+    v2, v3 = _tap(w_ptrs, 2, s_w_k, mask_d, WIDTH), _tap(w_ptrs, 3, s_w_k, mask_d, WIDTH)
+    # the gradients of v_m and of the bias, summed elementwise over this program's positions
+    dv0 = tl.zeros((BLOCK_L, BLOCK_D), tl.float32)
+    dv1, dv2, dv3, dbias = dv0, dv0, dv0, dv0
+    first = pid_g.to(tl.int64) * tiles_per_program * BLOCK_L  # 64-bit: position x row stride passes 2^31
+    for i in range(tiles_per_program):
+        pos = first + i * BLOCK_L + tl.arange(0, BLOCK_L)
+        dx, dpre, x, x_1, x_2, x_3 = _tile_grads(
+            x_tile, init_tile, dout_tile, pos, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
+            HAS_INIT, SILU, WIDTH,
+        )  # fmt: skip
+        mask = (pos < seqlen)[:, None] & mask_d[None, :]
+        tl.store(dx_tile + pos[:, None] * s_dx_l, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        dv0 += dpre * x
+        dv1 += dpre * x_1
+        dv2 += dpre * x_2
+        dv3 += dpre * x_3
+        dbias += dpre
+    dw_ptrs = dw_ptr + offs_d * WIDTH + WIDTH - 1  # dw[W - 1 - m] = dv_m
+    tl.atomic_add(dw_ptrs, tl.sum(dv0, axis=0), mask=mask_d, sem="relaxed")
+    tl.atomic_add(dw_ptrs - 1, tl.sum(dv1, axis=0), mask=mask_d, sem="relaxed")
+    if WIDTH > 2:
+        tl.atomic_add(dw_ptrs - 2, tl.sum(dv2, axis=0), mask=mask_d, sem="relaxed")
+    if WIDTH > 3:
+        tl.atomic_add(dw_ptrs - 3, tl.sum(dv3, axis=0), mask=mask_d, sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, tl.sum(dpre, axis=0), mask=mask_d, sem="relaxed")
+        tl.atomic_add(dbias_ptr + offs_d, tl.sum(dbias, axis=0), mask=mask_d, sem="relaxed")
     if HAS_INIT:  # noqa: SIM102 - a compile-time branch around a run-time one
-        if pid_l == 0:  # the W - 1 inputs before the sequence
+        if pid_g == 0:  # the W - 1 inputs before the sequence
             before = tl.arange(0, 4) - (WIDTH - 1)
-            dinit, _ = _input_grad(
-                x_tile, init_tile, dout_tile, w_ptrs, bias, before, seqlen, mask_d, s_x_l, s_i_l, s_g_l, s_w_k,
+            dinit, _, _, _, _, _ = _tile_grads(
+                x_tile, init_tile, dout_tile, before, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
                 HAS_INIT, SILU, WIDTH,
             )  # fmt: skip
             dinit_ptrs = dinit_ptr + b64 * s_di_b + (before + WIDTH - 1)[:, None] * s_di_l + offs_d[None, :] * s_di_d
             tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
+BWD_PROGRAMS_PER_SM = 8  # backward programs in flight per SM we aim for (4 warps each)
+
+
 def _grid(x: Tensor, block_l: int) -> tuple[int]:
     batch, dim, seqlen = x.shape
     return (triton.cdiv(dim, BLOCK_D) * batch * triton.cdiv(seqlen, block_l),)  # one axis: no 65535 limit at long L
+
+
+def _bwd_tiles_per_program(x: Tensor, block_l: int) -> int:
+    """Position tiles per backward program: few enough programs to sum dw once each, enough to fill the GPU."""
+    batch, dim, seqlen = x.shape
+    n_tiles, items = triton.cdiv(seqlen, block_l), batch * triton.cdiv(dim, BLOCK_D)
+    # the interpreter runs programs one by one: two groups of tiles per sequence exercise both paths
+    target = sm_count(x.device) * BWD_PROGRAMS_PER_SM if x.device.type == "cuda" else 2 * items
+    return triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
 
 
 class CausalConv1dFn(torch.autograd.Function):
@@ -232,14 +306,17 @@ class CausalConv1dFn(torch.autograd.Function):
         # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
         dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
         init = initial_states if initial_states is not None else x
-        _conv_bwd_kernel[_grid(x, BLOCK_L // 2)](
+        block_l = BLOCK_L // 2
+        tiles = _bwd_tiles_per_program(x, block_l)
+        grid = (triton.cdiv(dim, BLOCK_D) * x.shape[0] * triton.cdiv(triton.cdiv(seqlen, block_l), tiles),)
+        _conv_bwd_kernel[grid](
             x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
-            dinit if dinit is not None else dw, seqlen, dim,
+            dinit if dinit is not None else dw, seqlen, dim, tiles,
             *x.stride(), *dout.stride(), *dx.stride(),
             *(init.stride() if initial_states is not None else (0, 0, 0)),
             *(dinit.stride() if dinit is not None else (0, 0, 0)), *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=ctx.silu,
-            WIDTH=width, BLOCK_L=BLOCK_L // 2, BLOCK_D=BLOCK_D, num_warps=4,
+            WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
         )  # fmt: skip
         return dx, dw.to(weight.dtype), dbias.to(bias.dtype) if bias is not None else None, dinit, None
 

@@ -30,13 +30,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.hardware import sm_count
 from ..common.lanes import scattered_rows, sum_channels_scattered
 from ..common.math import fast_math, silu_sigmoid
 from ..common.recurrence import adjoint_scan, linear_scan, linear_scan_last, previous_states
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
 from .fused_fwd import as_groups, load_fwd_tile, load_step_sizes, step_sizes
-from .tiling import ScanTiling, launch_options, segment_length, sm_count
+from .tiling import ScanTiling, launch_options, segment_length
 
 PROGRAMS_PER_SM = 16
 
@@ -390,8 +391,7 @@ def _scan_bwd_kernel(
 def _programs(device: torch.device, n_items: int) -> int:
     if device.type != "cuda":
         return min(n_items, 2)  # the interpreter runs programs one after another
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return min(n_items, sm_count(index) * PROGRAMS_PER_SM)
+    return min(n_items, sm_count(device) * PROGRAMS_PER_SM)
 
 
 def scan_bwd(

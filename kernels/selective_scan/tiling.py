@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 import triton
+
+from ..common.hardware import sm_count
 
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
 SEGMENTED_PROGRAMS = 4096  # programs (or work items) a segmented scan aims for: many waves, short tails
@@ -43,15 +44,10 @@ class ScanTiling:
     maxnreg: int | None = MAXNREG  # register cap per thread
 
 
-@cache
-def sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _target_programs(device: torch.device) -> int:
     if device.type != "cuda":
         return 1  # the interpreter runs programs one by one: never segment unless asked
-    return sm_count(device.index if device.index is not None else torch.cuda.current_device()) * PROGRAMS_PER_SM
+    return sm_count(device) * PROGRAMS_PER_SM
 
 
 def _largest_pow2_dividing(n: int, cap: int) -> int:

@@ -1,0 +1,15 @@
+"""What the kernels' launch heuristics need to know about the GPU."""
+
+from functools import cache
+
+import torch
+
+
+@cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (the current one when it has no index)."""
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
