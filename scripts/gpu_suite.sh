@@ -59,6 +59,12 @@ for what in "$@"; do
         step "$name" genossm bench selective-scan $variant --shapes 256x1024x1024,256x64x16384,256x1x1048576 \
           --torch-max-seqlen 0 --repeats 10 --out "$R/$name"
       done ;;
+    scan-blockd)  # forward with 16 channels per program (twice the programs) where batch x channel blocks are few
+      for variant in "" "--fwd-block-d 16" "--fwd-block-d 16 --tile 4"; do
+        name=blockd${variant// /}; name=${name//-/}
+        step "$name" genossm bench selective-scan $variant --shapes 256x1024x1024,256x256x4096,256x64x16384 \
+          --modes fwd --torch-max-seqlen 0 --repeats 10 --out "$R/$name"
+      done ;;
     conv-norm) step bench-conv-norm genossm bench conv-norm --out "$R/convnorm" ;;
     ssd) step bench-ssd genossm bench ssd --sweep-dstate "" --out "$R/ssd" ;;
     ssd-sweep) step bench-ssd-sweep genossm bench ssd --seqlen 1024,1048576 --dstate 16 --sweep-dstate 128,256 \

@@ -47,6 +47,7 @@ class SelectiveScanBenchOptions:
     segments: int | None = option(None, "force the number of sequence segments of the Triton kernels")
     prefetch: bool | None = option(None, "Triton kernels load each next tile early (--prefetch) or not (--no-prefetch)")
     maxnreg: int | None = option(None, "cap the Triton kernels' registers per thread (more warps per SM)")
+    fwd_block_d: int | None = option(None, "force the channels per Triton forward program (16 or 32)")
     profile: bool = option(False, "also print the CUDA time of each kernel")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     out: Path = option(Path("bench-results"), "directory for selective_scan.json and the plots")
@@ -104,6 +105,7 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
                 segments=opts.segments,
                 prefetch=opts.prefetch,
                 maxnreg=opts.maxnreg,
+                fwd_block_d=opts.fwd_block_d,
             )
 
         impls["genossm triton"] = (ours, "bdl")

@@ -73,16 +73,20 @@ def selective_scan_fused(
     chunk: int | None = None,
     prefetch: bool | None = None,
     maxnreg: int | None = None,
+    fwd_block_d: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`selective_scan_fn` on the Triton kernels (inputs already checked).
 
-    ``tile``, ``segments``, ``chunk``, ``prefetch`` and ``maxnreg`` override the tiling heuristic (tests use them to
-    exercise the multi-tile, multi-chunk and multi-segment paths on small inputs; benchmarks to compare variants).
+    ``tile``, ``segments``, ``chunk``, ``prefetch``, ``maxnreg`` and ``fwd_block_d`` override the tiling heuristic
+    (tests use them to exercise the multi-tile, multi-chunk and multi-segment paths on small inputs; benchmarks to
+    compare variants).
     """
     batch, dim, seqlen = u.shape
     groups = 1 if B.dim() == 3 else B.shape[1]
     D = D.contiguous() if D is not None else None  # the kernels read D and delta_bias with unit stride
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
-    tiling = plan_scan(batch, dim, A.shape[1], seqlen, groups, u.device, tile, segments, chunk, prefetch, maxnreg)
+    tiling = plan_scan(
+        batch, dim, A.shape[1], seqlen, groups, u.device, tile, segments, chunk, prefetch, maxnreg, fwd_block_d
+    )
     out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling)
     return (out, last) if return_last_state else out

@@ -83,8 +83,10 @@ def plan_scan(
     chunk: int | None = None,
     prefetch: bool | None = None,
     maxnreg: int | None = None,
+    fwd_block_d: int | None = None,
 ) -> ScanTiling:
-    """The tiling for one call; ``tile``, ``segments``, ``chunk``, ``prefetch`` and ``maxnreg`` force those choices
+    """The tiling for one call; ``tile``, ``segments``, ``chunk``, ``prefetch``, ``maxnreg`` and ``fwd_block_d``
+    (channels per forward program, a power of two dividing a group) force those choices
     (tests use them to run the multi-tile, multi-chunk and multi-segment paths on tiny shapes, benchmarks to
     compare variants)."""
     group_dim = dim // groups
@@ -94,7 +96,7 @@ def plan_scan(
         block_d = _largest_pow2_dividing(group_dim, cap) if groups > 1 else cap
         return min(block_d, max(1, triton.next_power_of_2(dim)))
 
-    fwd_block_d, bwd_block_d = channels(FWD_BLOCK_D), channels(BWD_BLOCK_D)
+    fwd_block_d, bwd_block_d = channels(fwd_block_d or FWD_BLOCK_D), channels(BWD_BLOCK_D)
     fwd_tile = tile or max(2, min(16, 2048 // (block_n * fwd_block_d)))
     bwd_tile = tile or max(2, min(16, 1024 // (block_n * bwd_block_d)))
     chunk = chunk or max(CHUNK, fwd_tile, bwd_tile)

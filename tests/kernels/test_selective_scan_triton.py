@@ -107,6 +107,11 @@ def test_production_tiling():
     check_against_reference(make_inputs(batch=1, dim=32, dstate=16, seqlen=13), chunk=8, segments=2)
 
 
+def test_forward_with_16_channels_per_program():
+    # (tile, 16, 16) forward tiles: twice the programs, for batch x channel blocks that leave SMs idle
+    check_against_reference(make_inputs(batch=1, dim=32, dstate=16, seqlen=13, layout="bld"), fwd_block_d=16, tile=4)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_matches_reference_half_types(dtype):
     check_against_reference(make_inputs(seqlen=21, dtype=dtype), tile=4, chunk=8, segments=2)
@@ -183,6 +188,7 @@ def test_gpu_grid(seqlen, groups, dtype, layout, poisoned_empty):
         dict(prefetch=True),
         dict(maxnreg=168),
         dict(prefetch=True, maxnreg=128),
+        dict(prefetch=True, fwd_block_d=16),
     ],
 )
 def test_gpu_forced_tiling(dstate, forced, poisoned_empty):
