@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from genossm.kernels import causal_conv1d_fn, selective_scan_fn
 
-from .state import MixerState, state_dtype
+from .state import MixerState, next_conv_state, state_dtype
 
 
 def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float, device=None) -> Tensor:
@@ -120,9 +120,8 @@ class Mamba(nn.Module):
             x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
         else:
             history = state.conv.to(x.dtype)
-            x_in = x
+            state.conv = next_conv_state(history, x)
             x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu")
-            state.conv = torch.cat([history, x_in], dim=-1)[:, :, -self.d_conv :]
 
         x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, dt_rank + 2 * d_state)
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -150,7 +149,7 @@ class Mamba(nn.Module):
         dtype = hidden_states.dtype
         f = state_dtype(dtype)
         x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
-        state.conv = torch.cat([state.conv[:, :, 1:], x[:, :, None].to(state.conv.dtype)], dim=-1)
+        state.conv = next_conv_state(state.conv, x[:, :, None].to(state.conv.dtype))
         x = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
         if self.conv1d.bias is not None:
             x = x + self.conv1d.bias

@@ -17,7 +17,7 @@ from genossm.kernels import causal_conv1d_fn, ssd_chunk_scan
 
 from .mamba1 import init_dt_bias, no_weight_decay
 from .norm import RMSNormGated
-from .state import MixerState, state_dtype
+from .state import MixerState, next_conv_state, state_dtype
 
 
 class Mamba2(nn.Module):
@@ -145,7 +145,7 @@ class Mamba2(nn.Module):
             xBC = causal_conv1d_fn(
                 xBC_t, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu"
             )
-            state.conv = torch.cat([history, xBC_t], dim=-1)[:, :, -self.d_conv :]
+            state.conv = next_conv_state(history, xBC_t)
         x, B, C = xBC.transpose(1, 2).split(
             [self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1
         )
@@ -174,7 +174,7 @@ class Mamba2(nn.Module):
         dtype = hidden_states.dtype
         f = state_dtype(dtype)
         z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(hidden_states[:, 0]))
-        state.conv = torch.cat([state.conv[:, :, 1:], xBC[:, :, None].to(state.conv.dtype)], dim=-1)
+        state.conv = next_conv_state(state.conv, xBC[:, :, None].to(state.conv.dtype))
         xBC = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
         if self.conv1d.bias is not None:
             xBC = xBC + self.conv1d.bias

@@ -13,6 +13,18 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def next_conv_state(conv: Tensor, x: Tensor) -> Tensor:
+    """The conv state after reading ``x`` (batch, channels, l): the last d_conv inputs of ``conv`` followed by ``x``.
+
+    Built from the last d_conv columns only, as a new (batch, channels, d_conv) tensor: a slice of the whole
+    ``cat([conv, x])`` would be a view that keeps a copy of x alive for as long as the state is carried (in
+    segmented training, a segment-long buffer per block). Gradients flow to ``conv`` and ``x``.
+    """
+    width, length = conv.shape[-1], x.shape[-1]
+    kept = min(width, length)
+    return torch.cat([conv[:, :, kept:], x[:, :, length - kept :]], dim=-1)
+
+
 @dataclass
 class MixerState:
     """The state a mixer carries from one position to the next.

@@ -61,3 +61,23 @@ def test_gradients_flow_through_carried_state():
     x.grad = None
     mixer(x).sum().backward()
     assert rel_err(grad_split, x.grad) < 1e-10
+
+
+@pytest.mark.parametrize("layer", ["Mamba1", "Mamba2"])
+@pytest.mark.parametrize("checkpointed", [False, True])
+@pytest.mark.parametrize("seqlen", [2, 200])  # shorter than the conv window, and longer
+def test_carried_conv_state_holds_only_its_window(layer, checkpointed, seqlen):
+    """The conv state a forward leaves is its own (batch, channels, d_conv) tensor, not a view into a copy of the
+    whole conv input: such a view keeps a segment-long buffer per block alive while segmented training carries it."""
+    extra = {"headdim": 8, "chunk_size": 8} if layer == "Mamba2" else {}
+    model = MambaLMHeadModel(
+        MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"layer": layer, "d_state": 4, **extra})
+    )
+    model.backbone.gradient_checkpointing = checkpointed
+    states = model.allocate_states(2)
+    model(torch.randint(0, 12, (2, seqlen)), states).logits.sum().backward()
+    for state in states:
+        conv = state.conv
+        assert conv.grad_fn is not None  # still in the graph: the state's gradient reaches the input
+        assert conv.shape[-1] == model.backbone.layers[0].mixer.d_conv
+        assert conv.untyped_storage().nbytes() == conv.numel() * conv.element_size()
