@@ -3,7 +3,8 @@
 The prediction is ``torch.cuda.max_memory_allocated`` over one step (forward, backward, AdamW) under bfloat16
 autocast with float32 weights, as ``genossm bench model --train`` measures it. It counts bytes per token of what the
 code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv holds the H100 measurements it is
-checked against, all within 2%):
+checked against, within 2%; its segmented rows were measured before the conv-state fix of segmented mode, below,
+and await re-measuring):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
   statistics (4d + 8), the norm output (in_proj's input), in_proj's output (Mamba-1: x and z; Mamba-2: z, xBC, dt),
@@ -18,12 +19,9 @@ checked against, all within 2%):
   first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
   activations plus the working set. That is why width 128 x 6 blocks at 2^20 takes 10 GiB rather than the 4 GiB of
   block inputs: per token 4.4 KB of inputs, 3.7 KB for the recomputed block and 2.2 KB of working set.
-- **Segmented mode** is checkpoint mode over one segment plus copies of each block's conv input over the whole
-  segment: the carried conv state is a slice of ``torch.cat([history, x])`` (models/mamba1.py, mamba2.py), a view
-  that keeps the whole concatenation alive. With three or more segments, three are held while a segment runs
-  forward (the state left by the first pass, the previous segment's end state, which the last backward's outputs
-  still reference, and the new one) and two in its backward. For width 256 x 16 Mamba-1 with 2^18 segments that is
-  12 GiB of the 19.9 GiB measured.
+- **Segmented mode** is checkpoint mode over one segment: what a segment carries to the next is its recurrent
+  state alone (the conv window is a d_conv-wide tensor of its own, models/state.py ``next_conv_state``, not a view
+  that keeps the segment's conv input alive), and its logits are freed before its backward.
 - **The loss** holds float32 logits, their log-softmax and its gradients (12 bytes x vocabulary per token) beside
   the final norm's saved tensors; with the 16-token DNA vocabulary it is never the peak.
 - **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
@@ -31,7 +29,8 @@ checked against, all within 2%):
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
 modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while
-a block is recomputed; such configs come out up to 7% low in segmented mode.) The CUDA context, allocator rounding
+a block is recomputed, and in segmented mode the conv input's gradient from the carried state, which can then be
+the peak; such configs come out up to 7% low in the checkpointed modes.) The CUDA context, allocator rounding
 and fragmentation are not counted, so a run is taken to fit when its prediction is within :data:`USABLE_FRACTION`
 of the GPU's memory. scripts/trace_step_memory.py checks the counts on the CPU against the allocations of the
 Triton path.
@@ -78,8 +77,6 @@ class BlockBytes:
     """Peak of the block's forward when nothing is saved (checkpointed): its intermediates and output."""
     backward: int
     """Buffers of the block's backward at its peak, besides ``kept``."""
-    conv_input: int
-    """The conv input, of which a segment's carried conv state holds a copy."""
     state: int
     """The float32 recurrent state (conv window and SSM state) of one sequence."""
 
@@ -97,7 +94,7 @@ def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
     forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states are dropped
     cast = 2 * act * n if act < FP32 else 0  # dB and dC cast back from their float32 accumulators
     backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
-    return BlockBytes(kept, forward, backward, act * e, FP32 * e * (mixer.d_conv + n))
+    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n))
 
 
 def ssd_backward_tiles(chunk: int, headdim: int, dstate: int, act: int) -> int:
@@ -136,7 +133,7 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
         backward = max(end, passing, norm)
     else:  # the scan's backward also writes dz
         backward = max(end, passing) + act * d_ssm
-    return BlockBytes(kept, forward, backward, act * conv_dim, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
+    return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
 
 
 def block_bytes(block: nn.Module, act: int) -> BlockBytes:
@@ -149,7 +146,7 @@ def block_bytes(block: nn.Module, act: int) -> BlockBytes:
     mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
     # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
     backward = max(counts.backward - mlp, 2 * act * hidden)
-    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.conv_input, counts.state)
+    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.state)
 
 
 @dataclass(frozen=True)
@@ -219,18 +216,14 @@ class StepMemory:
         top_block_work = FP32 * d + block.backward  # the residual stream's float32 gradient, the block's backward
         if mode == "plain":
             phases = [(layers * block.kept, top_block_work), *((layers * block.kept + k, w) for k, w in head)]
-        else:  # checkpoint, or segmented: checkpoint over a segment with copies of its conv inputs held
+        else:  # checkpoint, or segmented: checkpoint over one segment
             block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
-            segments = math.ceil(seqlen / segment_len) if mode == "segmented" else 1
-            held_forward = held_backward = 0
-            if segments > 1:
-                held_forward = (3 if segments >= 3 else 2) * layers * block.conv_input
-                held_backward = 2 * layers * block.conv_input
-                inputs += segments * layers * block.state * batch
+            if mode == "segmented" and seqlen > segment_len:
+                inputs += math.ceil(seqlen / segment_len) * layers * block.state * batch
             phases = [
-                (block_inputs + held_backward + block.kept, top_block_work),
-                (block_inputs + held_forward, block.forward),
-                *((block_inputs + held_forward + k, w) for k, w in head),
+                (block_inputs + block.kept, top_block_work),
+                (block_inputs, block.forward),
+                *((block_inputs + k, w) for k, w in head),
             ]
         tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
         kept, working = max(phases, key=sum)

@@ -24,6 +24,18 @@ def _leaves(states: list[MixerState]) -> list[MixerState]:
     return [MixerState(s.conv.detach().requires_grad_(), s.ssm.detach().requires_grad_()) for s in states]
 
 
+def _summed_loss(model: MambaLMHeadModel, input_ids: Tensor, labels: Tensor, states: list[MixerState]) -> Tensor:
+    """Summed cross-entropy of one segment, continuing from ``states``; its logits are freed on return (the loss
+    keeps what its backward needs), not held through the segment's backward."""
+    logits = model.lm_head(model.backbone(input_ids, states))
+    return F.cross_entropy(
+        logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+        labels.flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+
+
 def segmented_lm_backward(
     model: MambaLMHeadModel, input_ids: Tensor, labels: Tensor, segment_len: int, loss_scale: float | Tensor = 1.0
 ) -> Tensor:
@@ -49,13 +61,7 @@ def segmented_lm_backward(
         start, end = bounds[k]
         begin = _leaves(starts[k])
         live = [MixerState(s.conv, s.ssm) for s in begin]
-        logits = model.lm_head(model.backbone(input_ids[:, start:end], live))
-        loss = F.cross_entropy(
-            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
-            labels[:, start:end].flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+        loss = _summed_loss(model, input_ids[:, start:end], labels[:, start:end], live)
         outputs: list[Tensor] = [loss * loss_scale]
         grads: list[Tensor | None] = [None]
         if grad_end is not None:

@@ -28,6 +28,7 @@ from genossm.training.pretrain import PretrainOptions, memory_plan
 MEASURED = Path(__file__).parent / "data" / "measured_peaks.csv"
 H100_BYTES = 81559 * 2**20  # the measuring GPU's memory (nvidia-smi)
 SEGMENT = 2**18
+BEFORE_FIX = "before-conv-state-fix"  # a segmented peak measured while the conv state held the segment's conv input
 
 
 def measured_rows() -> list[dict[str, str]]:
@@ -36,7 +37,8 @@ def measured_rows() -> list[dict[str, str]]:
 
 
 def row_id(row: dict[str, str]) -> str:
-    return f"{row['model']}-L{row['seqlen']}-B{row['batch']}-{row['mode']}-{row['source']}"
+    segment = f"-S{row['segment_len']}" if row["segment_len"] else ""
+    return f"{row['model']}-L{row['seqlen']}-B{row['batch']}-{row['mode']}{segment}-{row['source']}"
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +47,21 @@ def memories() -> dict[str, StepMemory]:
 
 
 @pytest.mark.parametrize("row", measured_rows(), ids=row_id)
-def test_estimate_within_10_percent_of_the_measured_peak(row, memories):
+def test_estimate_within_2_percent_of_the_measured_peak(row, memories):
     segment = int(row["segment_len"] or SEGMENT)
     predicted = memories[row["model"]].estimate(int(row["seqlen"]), int(row["batch"]), row["mode"], segment).peak
     if row["peak_gib"] == "oom":
         assert predicted > H100_BYTES
-    else:
-        measured = float(row["peak_gib"]) * GIB
-        assert abs(predicted / measured - 1) < 0.10, f"predicted {predicted / GIB:.2f} GiB"
+        return
+    measured = float(row["peak_gib"]) * GIB
+    if row["note"] == BEFORE_FIX:
+        # Measured while every block's carried conv state kept a copy of the segment's conv input alive: the fix
+        # only frees memory, so the old peak bounds the prediction, but it is not the current code's peak. These
+        # rows must be re-measured on a GPU (bash scripts/gpu_suite.sh memory-targets memory) and replaced; then
+        # this branch and the note column go.
+        assert predicted < measured, f"predicted {predicted / GIB:.2f} GiB"
+        pytest.skip("segmented peak measured before the conv-state fix: re-measure it on a GPU")
+    assert abs(predicted / measured - 1) < 0.02, f"predicted {predicted / GIB:.2f} GiB"
 
 
 @pytest.mark.parametrize("name", preset_names("models"))
@@ -86,6 +95,8 @@ def test_segmented_is_flat_in_length_beyond_the_segment(name, memories):
     two = memory.estimate(2 * SEGMENT, 1, "segmented", SEGMENT)
     assert memory.estimate(SEGMENT, 1, "checkpoint").peak <= two.peak <= held[0].peak
     assert memory.estimate(SEGMENT, 1, "segmented", SEGMENT).peak == memory.estimate(SEGMENT, 1, "checkpoint").peak
+    one = memory.estimate(SEGMENT, 1, "checkpoint")  # segments carry only their states: checkpoint over one segment
+    assert held[0].activations + held[0].working == one.activations + one.working
 
 
 @pytest.mark.parametrize("name", ["mamba1-0.7m", "mamba2-7.5m"])
@@ -154,9 +165,9 @@ def test_fit_plan_picks_the_fastest_mode_that_fits(memories):
 
 def test_fit_plan_says_why_nothing_fits(memories):
     with pytest.raises(ValueError) as err:
-        fit_plan(memories["mamba1-7m"], [StepShape(2**21)], 4 * GIB, segment_lens=(2**17, 2**16))
+        fit_plan(memories["mamba1-7m"], [StepShape(2**21)], 2 * GIB, segment_lens=(2**17, 2**16))
     message = str(err.value)
-    assert "will not fit" in message and "4.0 GiB" in message and "2,097,152" in message
+    assert "will not fit" in message and "2.0 GiB" in message and "2,097,152" in message
     for mode in MODES:
         assert f"{mode} " in message
     assert "segments of 65,536" in message and "131,072" not in message
@@ -259,7 +270,7 @@ def table(output: str) -> dict[str, dict[str, str]]:
         (80, "picks plain"),
         (16, "picks checkpoint"),
         (8, "picks segmented with segments of 262,144"),
-        (0.5, "picks segmented with segments of 16,384"),
+        (0.25, "picks segmented with segments of 16,384"),
     ],
 )
 def test_memory_command_prints_each_mode_and_the_choice(gib, choice, capsys, memories):
