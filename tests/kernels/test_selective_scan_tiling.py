@@ -34,3 +34,10 @@ def test_forced_choices_win(h100):
 def test_interpreter_never_segments_unasked():
     plan = tiling.plan_scan(1, 256, 16, 1 << 16, 1, torch.device("cpu"))
     assert plan.fwd_segments == plan.bwd_segments == 1
+
+
+@pytest.mark.parametrize("batch, expected", [(1024, 32), (64, 16), (16, 32)])
+def test_forward_halves_its_channel_block_when_programs_are_few(h100, batch, expected):
+    # 64 x 256 channels: 512 programs of 32 channels for 1,056 slots -> 16 channels; 1024 sequences fill the GPU;
+    # 16 sequences are cut into segments instead
+    assert tiling.plan_scan(batch, 256, 16, 1 << 14, 1, torch.device("cuda")).fwd_block_d == expected
