@@ -113,8 +113,9 @@ class Mamba(nn.Module):
     def forward(self, hidden_states: Tensor, state: MixerState | None = None) -> Tensor:
         """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
         f = state_dtype(hidden_states.dtype)
-        xz = self.in_proj(hidden_states).transpose(1, 2)  # (b, 2 * d_inner, l)
-        x, z = xz.chunk(2, dim=1)
+        # split before transposing: the backward then concatenates dx and dz along their contiguous axis (the profile
+        # of a 2^20-token step showed a transposing cat after splitting the (b, 2 d_inner, l) view: 31-100 ms of it)
+        x, z = (half.transpose(1, 2) for half in self.in_proj(hidden_states).chunk(2, dim=-1))  # (b, d_inner, l)
         conv_weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
         if state is None:
             x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
