@@ -56,21 +56,15 @@ def load_bwd_tile(
     dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, t0, lo, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l,
     offs_t, offs_n, mask_d, dstate, HAS_Z: tl.constexpr,
 ):  # fmt: skip
-    """The backward's inputs at positions [t0, t0 + TILE) as float32: (delta, u, B, C, dout, z), z = dout when
-    unused. Positions outside [lo, seg_end) read as zero (a prefetch may point before the chunk)."""
-    t64 = t0.to(tl.int64)
+    """The backward's inputs at positions [t0, t0 + TILE) as float32: the forward's (delta, u, B, C, z) and dout,
+    read as zero outside [lo, seg_end)."""
+    raw_dt, u, Bt, Ct, z = load_fwd_tile(
+        dt_tile, u_tile, B_tile, C_tile, z_tile, t0, lo, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+        offs_t, offs_n, mask_d, dstate, False, HAS_Z, True,
+    )  # fmt: skip
     mask_t = ((t0 + offs_t) < seg_end) & ((t0 + offs_t) >= lo)
-    mask = mask_t[:, None] & mask_d[None, :]
-    mask_bc = mask_t[:, None] & (offs_n[None, :] < dstate)
-    raw_dt = tl.load(dt_tile + t64 * s_dt_l, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(u_tile + t64 * s_u_l, mask=mask, other=0.0).to(tl.float32)
-    Bt = tl.load(B_tile + t64 * s_B_l, mask=mask_bc, other=0.0).to(tl.float32)
-    Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_bc, other=0.0).to(tl.float32)
-    dout = tl.load(g_tile + t64 * s_g_l, mask=mask, other=0.0).to(tl.float32)
-    z = dout
-    if HAS_Z:
-        z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32)
-    return raw_dt, u, Bt, Ct, dout, z
+    dout = tl.load(g_tile + t0.to(tl.int64) * s_g_l, mask=mask_t[:, None] & mask_d[None, :], other=0.0)
+    return raw_dt, u, Bt, Ct, dout.to(tl.float32), z
 
 
 @triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments"])
@@ -296,8 +290,8 @@ def _scan_bwd_kernel(
             # Forward sweep: the start state of every tile of the chunk, into the scratch buffer.
             if PREFETCH:
                 n_dt, n_u, n_B, _unused_c, _unused_z = load_fwd_tile(
-                    dt_tile, u_tile, B_tile, C_tile, z_tile, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-                    offs_t, offs_n, mask_d, dstate, True, False,
+                    dt_tile, u_tile, B_tile, C_tile, z_tile, c0, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                    offs_t, offs_n, mask_d, dstate, True, False, False,
                 )  # fmt: skip
             for k in range(n_tiles):
                 tl.store(scratch + k * BLOCK_N * BLOCK_D, h)
@@ -305,13 +299,13 @@ def _scan_bwd_kernel(
                 if PREFETCH:
                     raw_dt, u, Bt = n_dt, n_u, n_B
                     n_dt, n_u, n_B, _unused_c, _unused_z = load_fwd_tile(
-                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l,
-                        s_z_l, offs_t, offs_n, mask_d, dstate, True, False,
+                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l,
+                        s_z_l, offs_t, offs_n, mask_d, dstate, True, False, False,
                     )  # fmt: skip
                 else:
                     raw_dt, u, Bt, _unused_c, _unused_z = load_fwd_tile(
-                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-                        offs_t, offs_n, mask_d, dstate, True, False,
+                        dt_tile, u_tile, B_tile, C_tile, z_tile, t0, c0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                        offs_t, offs_n, mask_d, dstate, True, False, False,
                     )  # fmt: skip
                 mask = ((t0 + offs_t) < seg_end)[:, None] & mask_d[None, :]
                 dt, _slope = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)

@@ -45,13 +45,17 @@ def load_step_sizes(delta_ptrs, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl
 
 @triton.jit
 def load_fwd_tile(
-    dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-    offs_t, offs_n, mask_d, dstate, STATE_ONLY: tl.constexpr, HAS_Z: tl.constexpr,
+    dt_tile, u_tile, B_tile, C_tile, z_tile, t0, lo, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+    offs_t, offs_n, mask_d, dstate, STATE_ONLY: tl.constexpr, HAS_Z: tl.constexpr, CHECK_LO: tl.constexpr,
 ):  # fmt: skip
-    """The forward's inputs at positions [t0, t0 + TILE) as float32: (delta, u, B, C, z), where an unused C is B's
-    tile and an unused z is u's. Positions at or past ``seg_end`` read as zero."""
+    """The inputs at positions [t0, t0 + TILE) as float32: (delta, u, B, C, z), where an unused C is B's tile and an
+    unused z is u's. Positions at or past ``seg_end`` read as zero, and with CHECK_LO those before ``lo`` too (a
+    backward prefetch may point before its chunk; the check costs the forward registers, so it is compiled only
+    where needed)."""
     t64 = t0.to(tl.int64)
     mask_t = (t0 + offs_t) < seg_end
+    if CHECK_LO:
+        mask_t &= (t0 + offs_t) >= lo
     mask = mask_t[:, None] & mask_d[None, :]
     mask_bc = mask_t[:, None] & (offs_n[None, :] < dstate)
     raw_dt = tl.load(dt_tile + t64 * s_dt_l, mask=mask, other=0.0).to(tl.float32)
@@ -162,8 +166,8 @@ def _scan_fwd_kernel(
     n_tiles = tl.cdiv(seg_end - seg_start, TILE)
     if PREFETCH:  # the first tile's loads; each iteration then issues the next tile's before computing its own
         n_dt, n_u, n_B, n_C, n_z = load_fwd_tile(
-            dt_tile, u_tile, B_tile, C_tile, z_tile, seg_start, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-            offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+            dt_tile, u_tile, B_tile, C_tile, z_tile, seg_start, seg_start, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+            offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z, False,
         )  # fmt: skip
     for k in range(n_tiles):
         t0 = seg_start + k * TILE
@@ -176,13 +180,13 @@ def _scan_fwd_kernel(
         if PREFETCH:
             raw_dt, u, Bt, Ct, z = n_dt, n_u, n_B, n_C, n_z
             n_dt, n_u, n_B, n_C, n_z = load_fwd_tile(
-                dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-                offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+                dt_tile, u_tile, B_tile, C_tile, z_tile, t0 + TILE, seg_start, seg_end,
+                s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l, offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z, False,
             )  # fmt: skip
         else:
             raw_dt, u, Bt, Ct, z = load_fwd_tile(
-                dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
-                offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z,
+                dt_tile, u_tile, B_tile, C_tile, z_tile, t0, seg_start, seg_end, s_dt_l, s_u_l, s_B_l, s_C_l, s_z_l,
+                offs_t, offs_n, mask_d, dstate, STATE_ONLY, HAS_Z, False,
             )  # fmt: skip
         dt, _ = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)  # (T, D)
         decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (T, N, D)
