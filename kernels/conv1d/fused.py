@@ -39,7 +39,9 @@ def _load_shifted(x_tile, init_tile, src, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT
 
 @triton.jit
 def _pre_activation(x_tile, init_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_w_k, HAS_INIT, WIDTH):
-    """bias + sum_k w[k] x[pos - (W - 1) + k] for a (BLOCK_L, BLOCK_D) tile."""
+    """bias + sum_k w[k] x[pos - (W - 1) + k] for a (BLOCK_L, BLOCK_D) tile, loading and adding one tap at a time.
+    (The backward's ``_taps_sum`` computes the same sum from tiles it already holds; written that way here, the
+    forward kept all W tiles live at once: 96 registers per thread instead of 80 for sm_90.)"""
     pre = tl.zeros((pos.shape[0], bias.shape[0]), tl.float32) + bias[None, :]
     for k in tl.static_range(WIDTH):
         w = tl.load(w_ptrs + k * s_w_k, mask=mask_d, other=0.0).to(tl.float32)
@@ -98,6 +100,23 @@ def _conv_fwd_kernel(
 
 
 @triton.jit
+def _neighbours(
+    x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, STEP: tl.constexpr, HAS_INIT: tl.constexpr,
+    WIDTH: tl.constexpr,
+):  # fmt: skip
+    """The inputs 1, 2 and 3 positions away from ``pos`` in direction STEP (-1 behind, +1 ahead), each loaded only
+    while within the width (zero beyond)."""
+    x_1 = _load_shifted(x_tile, init_tile, pos + STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    x_2 = tl.zeros_like(x_1)
+    x_3 = x_2
+    if WIDTH > 2:
+        x_2 = _load_shifted(x_tile, init_tile, pos + 2 * STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    if WIDTH > 3:
+        x_3 = _load_shifted(x_tile, init_tile, pos + 3 * STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    return x_1, x_2, x_3
+
+
+@triton.jit
 def _tap(w_ptrs, m: tl.constexpr, s_w_k, mask_d, WIDTH: tl.constexpr):
     """v_m = w[W - 1 - m], the weight of the input m positions back (zero past the width)."""
     if m < WIDTH:
@@ -137,18 +156,10 @@ def _tile_grads(
     dx[t] = sum_m v_m dpre[t + m] needs the pre-activations W - 1 positions ahead, and those the inputs W - 1
     positions behind them: each of the 2W - 1 shifted input tiles is loaded once (from L1) and used by every tap.
     """
-    zero = tl.zeros((pos.shape[0], mask_d.shape[0]), tl.float32)
     x = _load_shifted(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    x_1 = _load_shifted(x_tile, init_tile, pos - 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    x1 = _load_shifted(x_tile, init_tile, pos + 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    x_2, x2, x_3, x3 = zero, zero, zero, zero
-    if WIDTH > 2:
-        x_2 = _load_shifted(x_tile, init_tile, pos - 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-        x2 = _load_shifted(x_tile, init_tile, pos + 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    if WIDTH > 3:
-        x_3 = _load_shifted(x_tile, init_tile, pos - 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-        x3 = _load_shifted(x_tile, init_tile, pos + 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    first = zero + bias[None, :]
+    x_1, x_2, x_3 = _neighbours(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, -1, HAS_INIT, WIDTH)
+    x1, x2, x3 = _neighbours(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, 1, HAS_INIT, WIDTH)
+    first = tl.zeros_like(x) + bias[None, :]
     dpre = _pre_grad(
         dout_tile, _taps_sum(first, v0, v1, v2, v3, x, x_1, x_2, x_3, WIDTH), pos, seqlen, mask_d, s_g_l, SILU
     )
