@@ -34,9 +34,11 @@ def format_breakdown(times: list[tuple[str, float, int]], top: int = 6) -> str:
     return "\n".join(f"    {ms:8.3f} ms  x{count:<3d} {name[:90]}" for name, ms, count in times[:top])
 
 
-def report_breakdowns(breakdowns: list[dict[str, object]], path: Path, top: int = 6) -> None:
-    """Print every profiled call (its other keys as the heading, then its slowest kernels) and write them as JSON."""
-    write_json(breakdowns, path)
+def report_breakdowns(breakdowns: list[dict[str, object]], path: Path | None, top: int = 6) -> None:
+    """Print every profiled call (its other keys as the heading, then its slowest kernels); write them as JSON to
+    ``path`` when one is given."""
+    if path is not None:
+        write_json(breakdowns, path)
     for b in breakdowns:
         print(" ".join(f"{k}={v}" for k, v in b.items() if k != "kernels") + ":")
         print(format_breakdown(b["kernels"], top))

@@ -134,7 +134,7 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                 model.zero_grad(set_to_none=True)
             model.cpu()
     if breakdowns:
-        report_breakdowns(breakdowns, (opts.out or Path(".")) / "model_profile.json", top=15)
+        report_breakdowns(breakdowns, opts.out / "model_profile.json" if opts.out else None, top=15)
     print(f"{'training step' if opts.train else 'forward'} on {device} ({opts.dtype})")
     print(format_table(rows))
     if opts.out:
