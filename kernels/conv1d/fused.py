@@ -274,9 +274,10 @@ def _conv_bwd_kernel(
 BWD_PROGRAMS_PER_SM = 8  # backward programs in flight per SM we aim for (4 warps each)
 
 
-def _grid(x: Tensor, block_l: int) -> tuple[int]:
+def _grid(x: Tensor, block_l: int, tiles_per_program: int = 1) -> tuple[int]:
     batch, dim, seqlen = x.shape
-    return (triton.cdiv(dim, BLOCK_D) * batch * triton.cdiv(seqlen, block_l),)  # one axis: no 65535 limit at long L
+    position_groups = triton.cdiv(triton.cdiv(seqlen, block_l), tiles_per_program)
+    return (triton.cdiv(dim, BLOCK_D) * batch * position_groups,)  # one axis: no 65535 limit at long L
 
 
 def _bwd_tiles_per_program(x: Tensor, block_l: int) -> int:
@@ -319,8 +320,7 @@ class CausalConv1dFn(torch.autograd.Function):
         init = initial_states if initial_states is not None else x
         block_l = BLOCK_L // 2
         tiles = _bwd_tiles_per_program(x, block_l)
-        grid = (triton.cdiv(dim, BLOCK_D) * x.shape[0] * triton.cdiv(triton.cdiv(seqlen, block_l), tiles),)
-        _conv_bwd_kernel[grid](
+        _conv_bwd_kernel[_grid(x, block_l, tiles)](
             x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
             dinit if dinit is not None else dw, seqlen, dim, tiles,
             *x.stride(), *dout.stride(), *dx.stride(),
