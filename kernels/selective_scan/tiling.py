@@ -60,6 +60,11 @@ def _largest_pow2_dividing(n: int, cap: int) -> int:
     return p
 
 
+def _cut_sequences(programs: int, target: int) -> bool:
+    """Whether so few programs exist (under about two warps per SM) that sequences are cut into segments."""
+    return programs * 4 < target
+
+
 def _segments(programs: int, target: int, seqlen: int, chunk: int) -> int:
     """1 when the programs keep every SM busy; else enough segments (whole chunks long) for many waves of programs.
 
@@ -67,7 +72,7 @@ def _segments(programs: int, target: int, seqlen: int, chunk: int) -> int:
     quarter of the target programs exist (about two warps per SM). Once cut, a few waves of programs are cheaper
     than one (on the H100 at 64K x 16 sequences: 9 segments 14.1 ms, 16 segments 10.4, 64 segments 9.8).
     """
-    if programs * 4 >= target:
+    if not _cut_sequences(programs, target):
         return 1
     wanted = min(MAX_SEGMENTS, max(math.ceil(target / programs), math.ceil(SEGMENTED_PROGRAMS / programs)))
     seg_len = chunk * max(1, math.ceil(seqlen / (wanted * chunk)))
@@ -101,9 +106,9 @@ def plan_scan(
 
     target = _target_programs(device)
     if fwd_block_d is None:
-        fwd_block_d = channels(FWD_BLOCK_D)
-        if target // 4 <= batch * math.ceil(dim / fwd_block_d) < target:  # too few programs, yet not segmented
-            fwd_block_d = channels(FWD_FEW_PROGRAMS_BLOCK_D)
+        programs = batch * math.ceil(dim / channels(FWD_BLOCK_D))
+        few = programs < target and not _cut_sequences(programs, target)  # SMs idle, yet not worth a cut
+        fwd_block_d = FWD_FEW_PROGRAMS_BLOCK_D if few else FWD_BLOCK_D
     fwd_block_d, bwd_block_d = channels(fwd_block_d), channels(BWD_BLOCK_D)
     fwd_tile = tile or max(2, min(16, 2048 // (block_n * fwd_block_d)))
     bwd_tile = tile or max(2, min(16, 1024 // (block_n * bwd_block_d)))
