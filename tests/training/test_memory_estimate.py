@@ -28,7 +28,6 @@ from genossm.training.pretrain import PretrainOptions, memory_plan
 MEASURED = Path(__file__).parent / "data" / "measured_peaks.csv"
 H100_BYTES = 81559 * 2**20  # the measuring GPU's memory (nvidia-smi)
 SEGMENT = 2**18
-BEFORE_FIX = "before-conv-state-fix"  # a segmented peak measured while the conv state held the segment's conv input
 
 
 def measured_rows() -> list[dict[str, str]]:
@@ -54,14 +53,7 @@ def test_estimate_matches_the_measured_peak(row, memories):
         assert predicted > H100_BYTES
         return
     measured = float(row["peak_gib"]) * GIB
-    if row["note"] == BEFORE_FIX:
-        # Measured while every block's carried conv state kept a copy of the segment's conv input alive: the fix
-        # only frees memory, so the old peak bounds the prediction, but it is not the current code's peak. These
-        # rows must be re-measured on a GPU (bash scripts/gpu_suite.sh memory-targets memory) and replaced; then
-        # this branch and the note column go.
-        assert predicted < measured, f"predicted {predicted / GIB:.2f} GiB"
-        pytest.skip("segmented peak measured before the conv-state fix: re-measure it on a GPU")
-    # Segmented steps measured after the fix run 0.10-0.20 GiB (2.4-5.7%) above the estimate at every segment
+    # Segmented steps run 0.07-0.20 GiB (1.2-5.7%) above the estimate at every segment
     # length: fixed workspaces the estimator does not count. Held to the 10% until they are modelled.
     tolerance = 0.10 if row["mode"] == "segmented" else 0.02
     assert abs(predicted / measured - 1) < tolerance, f"predicted {predicted / GIB:.2f} GiB"
