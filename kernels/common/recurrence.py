@@ -72,13 +72,24 @@ def linear_scan_last(decay, inp, h, offs_t, TILE: tl.constexpr):
 def adjoint_scan(decay, c, w, offs_t, TILE: tl.constexpr):
     """Adjoint of :func:`linear_scan`: g_t = c_t + decay_{t+1} g_{t+1}, walking the tile backwards.
 
-    ``w`` is decay g at the position after the tile; returns (all g, decay_0 g_0) - the latter carries on to the
-    previous tile.
+    ``w`` is decay g at the position after the tile; returns (all g, all decay_t g_t). Row 0 of the latter carries
+    on to the previous tile, and its rows are the products the gradient of the decays needs.
     """
     g = w
     gs = tl.zeros_like(c)
+    decayed = tl.zeros_like(c)
     for j in tl.static_range(TILE):
         g = row(c, TILE - 1 - j, offs_t) + g
         gs = with_row(gs, TILE - 1 - j, offs_t, g)
         g = row(decay, TILE - 1 - j, offs_t) * g
-    return gs, g
+        decayed = with_row(decayed, TILE - 1 - j, offs_t, g)
+    return gs, decayed
+
+
+@triton.jit
+def accumulate_rows(acc, x, weight, offs_t, TILE: tl.constexpr):
+    """acc + sum over the tile's rows of x_t weight_t, as one fused multiply-add per element (a tree sum of the
+    products would cost a multiply and an add)."""
+    for i in tl.static_range(TILE):
+        acc += row(x, i, offs_t) * row(weight, i, offs_t)
+    return acc
