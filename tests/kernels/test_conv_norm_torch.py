@@ -31,12 +31,13 @@ def test_causal_conv_matches_loop(width, with_state):
 
 
 @pytest.mark.parametrize("width", [1, 2, 4])
+@pytest.mark.parametrize("seqlen", [2, 11])
 @pytest.mark.parametrize("layout", ["bld", "bdl"])
 @pytest.mark.parametrize("optional", [True, False])
-def test_shifted_conv_matches_reference(width, layout, optional):
+def test_shifted_conv_matches_reference(width, seqlen, layout, optional):
     # The CPU path against F.conv1d: outputs, final states and every gradient, on the model's transposed views
-    # ((b, l, d) memory) and on (b, d, l)-contiguous inputs.
-    batch, dim, seqlen = 2, 6, 11
+    # ((b, l, d) memory) and on (b, d, l)-contiguous inputs, with sequences shorter than the history.
+    batch, dim = 2, 6
     x = torch.randn(batch, seqlen, dim).transpose(1, 2) if layout == "bld" else torch.randn(batch, dim, seqlen)
     inputs = {
         "x": x,
@@ -56,7 +57,8 @@ def test_shifted_conv_matches_reference(width, layout, optional):
     assert rel_err(out, ref_out) < 1e-6
     assert torch.equal(final, ref_final)
     for key, grad in ref_grads.items():
-        assert rel_err(grads[key], grad) < 1e-6, key
+        if grad is not None and grad.numel():  # width 1: the history is empty
+            assert rel_err(grads[key], grad) < 1e-6, key
     with torch.inference_mode():
         assert (
             rel_err(
