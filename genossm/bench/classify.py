@@ -42,7 +42,7 @@ class ClassifyBenchOptions:
     megabases: float = option(100.0, "size of the FASTA built from the bundled sample")
     sample: Path = option(Path("data/apes"), "folder of FASTA files the benchmark genome is built from")
     fasta: Path | None = option(None, "classify this FASTA file instead of the built one")
-    batch_tokens: int = option(1 << 20, "tokens per forward pass")
+    batch_tokens: int | None = option(None, "tokens per forward pass (default: genossm classify's, by device)")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
     out: Path | None = option(None, "write classify.json (and classify.png for several lengths) into this folder")
@@ -97,6 +97,7 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
             "seqlen": 0,
             "bases": bases,
             "windows": 0,
+            "batch_tokens": 0,
             "seconds": read_s,
             "Mb_per_s": bases / read_s / 1e6,
         }
@@ -119,6 +120,7 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
                 "seqlen": seqlen,
                 "bases": sum(r.length for r in records),
                 "windows": sum(r.used for r in records),
+                "batch_tokens": engine.batch_tokens,
                 "seconds": seconds,
                 "Mb_per_s": bases / seconds / 1e6,
             }

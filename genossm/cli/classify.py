@@ -33,7 +33,9 @@ class ClassifyOptions:
     per_window: bool = option(False, "also write one row (TSV) or entry (JSON) per window")
     json: bool = option(False, "write one JSON object instead of a TSV")
     output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
-    batch_tokens: int = option(1 << 20, "tokens per forward pass (windows per batch = this / window length)")
+    batch_tokens: int | None = option(
+        None, "tokens per forward pass (windows per batch = this / window length; default 2^20 on GPU, 2^15 on CPU)"
+    )
     max_n_fraction: float = option(0.5, "windows with a larger fraction of N are not classified")
     device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
     dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")

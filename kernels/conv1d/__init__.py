@@ -2,5 +2,6 @@
 
 from .interface import causal_conv1d_fn
 from .reference import causal_conv1d_ref
+from .shifted import causal_conv1d_shifted
 
-__all__ = ["causal_conv1d_fn", "causal_conv1d_ref"]
+__all__ = ["causal_conv1d_fn", "causal_conv1d_ref", "causal_conv1d_shifted"]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..backend import use_triton
-from .reference import causal_conv1d_ref
+from .shifted import causal_conv1d_shifted
 
 
 def causal_conv1d_fn(
@@ -25,7 +25,7 @@ def causal_conv1d_fn(
     Returns:
         out like x and, with ``return_final_states``, the last width - 1 inputs; differentiable in every input.
 
-    CUDA tensors run the fused Triton kernel (widths 2 to 4); everything else runs ``causal_conv1d_ref``.
+    CUDA tensors run the fused Triton kernel (widths 2 to 4); everything else runs ``causal_conv1d_shifted``.
     """
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
         raise ValueError(
@@ -41,4 +41,4 @@ def causal_conv1d_fn(
         from .fused import causal_conv1d_fused  # Triton is imported only here
 
         return causal_conv1d_fused(x, weight, bias, initial_states, return_final_states, activation)
-    return causal_conv1d_ref(x, weight, bias, activation, initial_states, return_final_states)
+    return causal_conv1d_shifted(x, weight, bias, activation, initial_states, return_final_states)

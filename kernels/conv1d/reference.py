@@ -1,4 +1,4 @@
-"""Causal depthwise conv1d in PyTorch: the reference of the fused conv kernel and the CPU path.
+"""Causal depthwise conv1d in PyTorch: the reference of the fused conv kernel and of the CPU path (``shifted.py``).
 
     out[b, d, t] = act(bias[d] + sum_k weight[d, k] * x[b, d, t - (w - 1) + k])
 

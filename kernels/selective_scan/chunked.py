@@ -1,14 +1,20 @@
 """Chunked selective scan in PyTorch: the CPU (and Mac) path, fast enough for long sequences.
 
-The sequence is cut into ``c`` chunks of ``T`` positions. Position ``t`` of every chunk is processed in one
-vectorised step, so a scan costs ``2 T`` Python steps instead of ``L``:
+The sequence is walked in blocks of ``c`` chunks of ``T`` positions, carrying the state from block to block:
 
-1. local pass: scan every chunk from a zero state, keeping only its end state;
-2. state passing: ``h_start[k+1] = exp(A * sum(delta in chunk k)) * h_start[k] + end_state[k]``, ``c`` small steps;
-3. output pass: rescan every chunk from its true start state, contracting with C as it goes.
+1. decays ``a_t = exp2(dt_t A log2 e)`` and inputs ``x_t = dt_t u_t B_t`` of every position of the block at once
+   (vectorised); the carried state ``h`` enters chunk 0 as ``x_0 += a_0 h``;
+2. chaining (``c > 1``): a copy of every chunk is scanned from zero for its end state, the ends are chained,
+   ``start[k] = exp2(A log2 e sum dt over chunk k-1) start[k-1] + end[k-1]`` (c small steps), and each start
+   enters its chunk the same way;
+3. the scan ``h_t = a_t h_{t-1} + x_t`` along the ``T`` positions, every chunk at once: ``T`` vectorised steps;
+4. ``y_t = C_t . h_t`` as one batched contraction, then D and the gate, and the block is written out.
 
-Each step holds one (batch, c, dim, dstate) slice, never the (batch, dim, L, dstate) tensor. Every decay is
-``exp`` of a non-positive number, so nothing overflows at any length. Gradients come from autograd.
+A batch of many sequences needs no chunks (its steps are already wide) and skips step 2. The block tensors are
+``(T, batch, c, groups, dstate, dim / groups)``, channels innermost so the products run along contiguous memory,
+about 2^20 numbers, so memory stays bounded and cache resident at any length; without gradients they are reused
+from block to block and the scan runs in place, with gradients autograd differentiates the same steps. Every decay
+is ``exp2`` of a non-positive number, so nothing overflows at any length.
 """
 
 from __future__ import annotations
@@ -20,28 +26,64 @@ from torch import Tensor
 
 from .reference import compute_dtype, finish_output, prepare_delta
 
+STEP_NUMBERS = 1 << 16  # numbers per vectorised step: wide enough to hide PyTorch's per-op cost
+BLOCK_NUMBERS = 1 << 20  # numbers per block tensor: 4 MB in float32, cache resident
 
-def default_chunk_size(seqlen: int, state_size: int) -> int:
-    """Steps per chunk: a power of two that keeps one step's slice (c chunks x state_size) near 2^18 numbers.
 
-    Measured on a 2-core CPU: slices of ~1 MB run at full speed, larger ones fall out of cache, and fewer, longer
-    chunks cost Python steps. ``state_size`` is batch * dim * dstate.
+def block_shape(seqlen: int, state_size: int, chunk_size: int | None = None) -> tuple[int, int]:
+    """(T, c): positions per chunk and chunks per block, for a state of ``state_size`` = batch * dim * dstate.
+
+    Chunks are added until one step is ``STEP_NUMBERS`` wide (none when the batch alone is), and T fills the block
+    to ``BLOCK_NUMBERS``; both powers of two, never longer than the sequence needs.
     """
-    target = max(1, seqlen * state_size >> 18)
-    chunk = 1 << max(3, min(12, math.ceil(math.log2(target))))
-    return min(chunk, 1 << math.ceil(math.log2(max(seqlen, 1))))
+    chunks = 1 << max(0, math.ceil(math.log2(max(1, STEP_NUMBERS // state_size))))
+    steps = chunk_size or 1 << max(0, (BLOCK_NUMBERS // (chunks * state_size)).bit_length() - 1)
+    steps = max(1, min(steps, 1 << math.ceil(math.log2(max(seqlen, 1)))))
+    return steps, max(1, min(chunks, math.ceil(seqlen / steps)))
 
 
-def _to_steps(x: Tensor, chunk: int, nchunks: int, groups: int) -> Tensor:
-    """(b, m, l) -> a (T, b, g, c, m/g) view; step t of chunk k is position k * T + t.
+def _recurrence(decay: Tensor, x: Tensor) -> Tensor:
+    """Every ``h_i = decay_i h_{i-1} + x_i`` along the first axis, from ``h_{-1} = 0``.
 
-    The model's tensors are transposed views of (b, l, m) memory, so this costs no copy unless padding is needed.
+    Without gradients ``x`` is overwritten with the states; with them the steps are stacked for autograd.
     """
-    b, m, length = x.shape
-    rows = x.transpose(1, 2)  # (b, l, m)
-    rows = torch.nn.functional.pad(rows, (0, 0, 0, nchunks * chunk - length)) if nchunks * chunk > length else rows
-    rows = rows.contiguous()
-    return rows.view(b, nchunks, chunk, groups, m // groups).permute(2, 0, 3, 1, 4)
+    if torch.is_grad_enabled() and (decay.requires_grad or x.requires_grad):
+        states = [x[0]]
+        for i in range(1, len(x)):
+            states.append(torch.addcmul(x[i], decay[i], states[-1]))
+        return torch.stack(states)
+    for i in range(1, len(x)):
+        x[i].addcmul_(decay[i], x[i - 1])
+    return x
+
+
+def _product(x: Tensor, y: Tensor, buffer: Tensor | None) -> Tensor:
+    """x * y (broadcast), written into the front of the flat ``buffer`` when one is given.
+
+    Reusing one buffer per block matters on the CPU: a fresh allocation of a few MB costs page faults every time.
+    """
+    if buffer is None:
+        return x * y
+    y_shape = (1,) * (x.dim() - y.dim()) + tuple(y.shape)  # torch.broadcast_shapes costs ~50 us a call
+    shape = [max(p, q) for p, q in zip(x.shape, y_shape, strict=True)]
+    return torch.mul(x, y, out=buffer[: math.prod(shape)].view(shape))
+
+
+def _copy(x: Tensor, buffer: Tensor | None) -> Tensor:
+    """A copy of ``x``, in the front of ``buffer`` when one is given."""
+    return x.clone() if buffer is None else buffer[: x.numel()].view(x.shape).copy_(x)
+
+
+def _steps(rows: Tensor, start: int, end: int, steps: int, groups: int, dtype: torch.dtype) -> Tensor:
+    """Positions [start, end) of (b, l, m) rows as a contiguous (T, b, c, g, m/g) tensor, zero-padded to whole
+    chunks; step t of chunk k is position start + k * T + t."""
+    b, _, m = rows.shape
+    chunks = math.ceil((end - start) / steps)
+    rows = rows[:, start:end]
+    if chunks * steps > end - start:
+        rows = torch.nn.functional.pad(rows, (0, 0, 0, chunks * steps - (end - start)))
+    block = rows.view(b, chunks, steps, groups, m // groups).permute(2, 0, 1, 3, 4)
+    return rows.new_empty(block.shape, dtype=dtype).copy_(block)
 
 
 def selective_scan_chunked(
@@ -58,52 +100,56 @@ def selective_scan_chunked(
     initial_state: Tensor | None = None,
     chunk_size: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Same arguments and results as :func:`selective_scan_ref`; ``chunk_size`` is chosen when not given."""
+    """Same arguments and results as :func:`selective_scan_ref`; ``chunk_size`` (T) is chosen when not given."""
     dtype = compute_dtype(u.dtype)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = 1 if B.dim() == 3 else B.shape[1]
     if dim % groups:
         raise ValueError(f"channels ({dim}) must be a multiple of the groups of B/C ({groups})")
-    chunk = chunk_size or default_chunk_size(seqlen, batch * dim * dstate)
-    nchunks = max(1, math.ceil(seqlen / chunk))
+    steps, chunks = block_shape(seqlen, batch * dim * dstate, chunk_size)
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    )
+    # exp(x A) = exp2(x A log2 e); A as (g, n, d/g), so that products run along the contiguous channel axis.
+    A2 = (A.to(dtype) * math.log2(math.e)).reshape(groups, dim // groups, dstate).transpose(1, 2).contiguous()
+    numbers = steps * batch * chunks * dim * dstate
+    decay_buf, x_buf, h_buf = (None,) * 3 if grad else (u.new_empty(numbers, dtype=dtype) for _ in range(3))
+    state = u.new_zeros(batch, groups, dstate, dim // groups, dtype=dtype)  # before the block: (b, g, n, d/g)
+    if initial_state is not None:
+        state = initial_state.to(dtype).reshape(batch, groups, dim // groups, dstate).transpose(2, 3)
 
-    delta = prepare_delta(delta, delta_bias, delta_softplus, dtype)
-    uf = u.to(dtype)
-    # Padding with delta = 0 leaves the state unchanged (decay 1, no input), so the last state stays exact.
-    delta_steps = _to_steps(delta, chunk, nchunks, groups)  # (T, b, g, c, d/g)
-    du_steps = _to_steps(delta * uf, chunk, nchunks, groups)  # (T, b, g, c, d/g)
-    B_steps = _to_steps(B.to(dtype).flatten(1, -2), chunk, nchunks, groups)[..., None, :]  # (T, b, g, c, 1, n)
-    C_steps = _to_steps(C.to(dtype).flatten(1, -2), chunk, nchunks, groups)[..., None]  # (T, b, g, c, n, 1)
-    A_grouped = A.to(dtype).reshape(groups, 1, dim // groups, dstate)  # (g, 1, d/g, n)
+    # Inputs as (b, l, m) rows (the model's memory layout); each block is taken as (T, b, c, g, m/g) steps, every
+    # element-wise op runs per block, and the output is (b, l, d) memory returned as a (b, d, l) view.
+    u_rows, delta_rows = u.transpose(1, 2), delta.transpose(1, 2)
+    B_rows, C_rows = B.flatten(1, -2).transpose(1, 2), C.flatten(1, -2).transpose(1, 2)  # (b, l, g * n)
+    z_rows = None if z is None else z.transpose(1, 2)
+    out = u.new_empty(batch, seqlen, dim)
+    for start in range(0, seqlen, steps * chunks):
+        end = min(seqlen, start + steps * chunks)
+        c = math.ceil((end - start) / steps)
+        # Padding with dt = 0 leaves the state unchanged (decay 1, no input), so the last state stays exact.
+        dt = prepare_delta(delta_rows[:, start:end].transpose(1, 2), delta_bias, delta_softplus, dtype)
+        dt = _steps(dt.transpose(1, 2), 0, end - start, steps, groups, dtype)[..., None, :]  # (T, b, c, g, 1, d/g)
+        uf = _steps(u_rows, start, end, steps, groups, dtype)[..., None, :]
+        Bt = _steps(B_rows, start, end, steps, groups, dtype)[..., None]  # (T, b, c, g, n, 1)
+        decay = _product(dt, A2, decay_buf).exp2_()  # (T, b, c, g, n, d/g)
+        x = _product(dt * uf, Bt, x_buf)
+        x[0, :, 0].addcmul_(decay[0, :, 0], state)
+        if c > 1:  # chunk k starts where chunk k-1 ends: chain the ends of every chunk scanned from zero
+            ends = _recurrence(decay, _copy(x, h_buf))[-1, :, :-1].movedim(1, 0)  # (c-1, b, g, n, d/g)
+            chunk_decay = torch.exp2(dt.sum(0)[:, :-1].movedim(1, 0) * A2)  # exp2(A2 sum dt) over each chunk
+            starts = _recurrence(chunk_decay, ends)  # true ends of chunks 0 .. c-2
+            x[0, :, 1:].addcmul_(decay[0, :, 1:], starts.movedim(0, 1))
+        h = _recurrence(decay, x)
+        state = h[-1, :, -1].clone()
+        Ct = _steps(C_rows, start, end, steps, groups, dtype)[..., None, :]  # (T, b, c, g, 1, n)
+        y = (Ct @ h).view(-1, dim, 1)  # (T b c, d, 1): finish_output's (b, d, l) with l = 1
+        zt = None if z_rows is None else _steps(z_rows, start, end, steps, 1, dtype).view(-1, dim, 1)
+        y = finish_output(y, uf.view(-1, dim, 1), D, zt).view(steps, batch, c, dim)
+        out[:, start:end] = y.permute(1, 2, 0, 3).reshape(batch, c * steps, dim)[:, : end - start]
 
-    # States are (b, g, c, d/g, n): chunks before channels, so the C contraction is one batched mat-vec.
-    def scan_chunks(h: Tensor, with_output: bool) -> tuple[Tensor, list[Tensor]]:
-        ys = []
-        for t in range(chunk):
-            decay = torch.exp(delta_steps[t][..., None] * A_grouped)
-            h = torch.addcmul(du_steps[t][..., None] * B_steps[t], decay, h)
-            if with_output:
-                ys.append((h @ C_steps[t])[..., 0])  # (b, g, c, d/g)
-        return h, ys
-
-    state_shape = (batch, groups, 1, dim // groups, dstate)
-    h0 = initial_state.to(dtype).reshape(state_shape) if initial_state is not None else uf.new_zeros(state_shape)
-    if nchunks == 1:
-        starts = h0
-    else:
-        zeros = uf.new_zeros(batch, groups, nchunks, dim // groups, dstate)
-        local_end, _ = scan_chunks(zeros, with_output=False)
-        chunk_decay = torch.exp(delta_steps.sum(0)[..., None] * A_grouped)  # (b, g, c, d/g, n)
-        starts_list = [h0[:, :, 0]]
-        for k in range(nchunks - 1):
-            starts_list.append(chunk_decay[:, :, k] * starts_list[-1] + local_end[:, :, k])
-        starts = torch.stack(starts_list, dim=2)
-    h_end, ys = scan_chunks(starts, with_output=True)
-
-    # ys[t]: (b, g, c, d/g) -> (b, c, T, g, d/g) = (b, l, d) memory, returned as a (b, d, l) view.
-    y = torch.stack(ys, dim=3).permute(0, 2, 3, 1, 4).reshape(batch, nchunks * chunk, dim)[:, :seqlen].transpose(1, 2)
-    out = finish_output(y, uf, D, z).to(u.dtype)
+    out = out.transpose(1, 2)
     if not return_last_state:
         return out
-    return out, h_end[:, :, -1].reshape(batch, dim, dstate)
+    return out, state.transpose(2, 3).reshape(batch, dim, dstate)

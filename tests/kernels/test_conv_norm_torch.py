@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from conftest import rel_err
 
-from genossm.kernels import add_norm_ref, causal_conv1d_fn, gated_rms_norm_ref
+from genossm.kernels import add_norm_ref, causal_conv1d_fn, causal_conv1d_ref, gated_rms_norm_ref
+from genossm.kernels.conv1d import causal_conv1d_shifted
 
 
 @pytest.mark.parametrize("width", [2, 3, 4])
@@ -27,6 +28,45 @@ def test_causal_conv_matches_loop(width, with_state):
     )
     assert rel_err(out, expected) < 1e-6
     assert torch.equal(final, full[:, :, -(width - 1) :])
+
+
+@pytest.mark.parametrize("width", [1, 2, 4])
+@pytest.mark.parametrize("seqlen", [2, 11])
+@pytest.mark.parametrize("layout", ["bld", "bdl"])
+@pytest.mark.parametrize("optional", [True, False])
+def test_shifted_conv_matches_reference(width, seqlen, layout, optional):
+    # The CPU path against F.conv1d: outputs, final states and every gradient, on the model's transposed views
+    # ((b, l, d) memory) and on (b, d, l)-contiguous inputs, with sequences shorter than the history.
+    batch, dim = 2, 6
+    x = torch.randn(batch, seqlen, dim).transpose(1, 2) if layout == "bld" else torch.randn(batch, dim, seqlen)
+    inputs = {
+        "x": x,
+        "weight": torch.randn(dim, width),
+        "bias": torch.randn(dim) if optional else None,
+        "initial_states": torch.randn(batch, dim, width - 1) if optional else None,
+    }
+    activation = "silu" if optional else None
+    grad_out, grad_final = torch.randn(batch, dim, seqlen), torch.randn(batch, dim, width - 1)
+    results = []
+    for conv in (causal_conv1d_ref, causal_conv1d_shifted):
+        leaves = {k: None if v is None else v.detach().clone().requires_grad_() for k, v in inputs.items()}
+        out, final = conv(**leaves, activation=activation, return_final_states=True)
+        ((out * grad_out).sum() + (final * grad_final).sum()).backward()
+        results.append((out, final, {k: v.grad for k, v in leaves.items() if v is not None}))
+    (ref_out, ref_final, ref_grads), (out, final, grads) = results
+    assert rel_err(out, ref_out) < 1e-6
+    assert torch.equal(final, ref_final)
+    for key, grad in ref_grads.items():
+        if grad is not None and grad.numel():  # width 1: the history is empty
+            assert rel_err(grads[key], grad) < 1e-6, key
+    with torch.inference_mode():
+        assert (
+            rel_err(
+                causal_conv1d_shifted(inputs["x"], inputs["weight"], activation="silu"),
+                causal_conv1d_ref(inputs["x"], inputs["weight"], activation="silu"),
+            )
+            < 1e-6
+        )
 
 
 def test_conv_split_equals_whole():
