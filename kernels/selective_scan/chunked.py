@@ -11,10 +11,11 @@ The sequence is walked in blocks of ``c`` chunks of ``T`` positions, carrying th
 4. ``y_t = C_t . h_t`` as one batched contraction, then D and the gate, and the block is written out.
 
 A batch of many sequences needs no chunks (its steps are already wide) and skips step 2. The block tensors are
-``(T, batch, c, groups, dstate, dim / groups)``, channels innermost so the products run along contiguous memory,
-about 2^20 numbers, so memory stays bounded and cache resident at any length; without gradients they are reused
-from block to block and the scan runs in place, with gradients autograd differentiates the same steps. Every decay
-is ``exp2`` of a non-positive number, so nothing overflows at any length.
+``(batch, c, T, groups, dstate, dim / groups)``, channels innermost so the products run along contiguous memory,
+and a block's inputs and output are views of the model's ``(batch, length, channels)`` memory. At about 2^20
+numbers per block, memory stays bounded and cache resident at any length; without gradients the block tensors are
+reused from block to block and the scan runs in place, with gradients autograd differentiates the same steps. Every
+decay is ``exp2`` of a non-positive number, so nothing overflows at any length.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ BLOCK_NUMBERS = 1 << 20  # numbers per block tensor: 4 MB in float32, cache resi
 def block_shape(seqlen: int, state_size: int, chunk_size: int | None = None) -> tuple[int, int]:
     """(T, c): positions per chunk and chunks per block, for a state of ``state_size`` = batch * dim * dstate.
 
-    Chunks are added until one step is ``STEP_NUMBERS`` wide (none when the batch alone is), and T fills the block
-    to ``BLOCK_NUMBERS``; both powers of two, never longer than the sequence needs.
+    Chunks are added until one step is ``STEP_NUMBERS`` wide (none when the batch alone is), but no more than a
+    block has steps (c <= T; each chunk costs a step in the chaining), and T fills the block to ``BLOCK_NUMBERS``;
+    both powers of two, never longer than the sequence needs.
     """
-    chunks = 1 << max(0, math.ceil(math.log2(max(1, STEP_NUMBERS // state_size))))
-    steps = chunk_size or 1 << max(0, (BLOCK_NUMBERS // (chunks * state_size)).bit_length() - 1)
+    per_block = max(1, BLOCK_NUMBERS // state_size)  # T * c
+    chunks = min(max(1, STEP_NUMBERS // state_size), 1 << (per_block.bit_length() - 1) // 2)
+    chunks = 1 << (chunks.bit_length() - 1)
+    steps = chunk_size or 1 << max(0, (per_block // chunks).bit_length() - 1)
     steps = max(1, min(steps, 1 << math.ceil(math.log2(max(seqlen, 1)))))
     return steps, max(1, min(chunks, math.ceil(seqlen / steps)))
 
@@ -74,16 +78,15 @@ def _copy(x: Tensor, buffer: Tensor | None) -> Tensor:
     return x.clone() if buffer is None else buffer[: x.numel()].view(x.shape).copy_(x)
 
 
-def _steps(rows: Tensor, start: int, end: int, steps: int, groups: int, dtype: torch.dtype) -> Tensor:
-    """Positions [start, end) of (b, l, m) rows as a contiguous (T, b, c, g, m/g) tensor, zero-padded to whole
-    chunks; step t of chunk k is position start + k * T + t."""
+def _chunks(rows: Tensor, start: int, end: int, steps: int, groups: int, dtype: torch.dtype) -> Tensor:
+    """Positions [start, end) of (b, l, m) rows as a (b, c, T, g, m/g) view, zero-padded to whole chunks of T
+    (a copy only then, or to change the dtype): step t of chunk k is position start + k * T + t."""
     b, _, m = rows.shape
     chunks = math.ceil((end - start) / steps)
     rows = rows[:, start:end]
     if chunks * steps > end - start:
         rows = torch.nn.functional.pad(rows, (0, 0, 0, chunks * steps - (end - start)))
-    block = rows.view(b, chunks, steps, groups, m // groups).permute(2, 0, 1, 3, 4)
-    return rows.new_empty(block.shape, dtype=dtype).copy_(block)
+    return rows.view(b, chunks, steps, groups, m // groups).to(dtype)
 
 
 def selective_scan_chunked(
@@ -119,8 +122,8 @@ def selective_scan_chunked(
     if initial_state is not None:
         state = initial_state.to(dtype).reshape(batch, groups, dim // groups, dstate).transpose(2, 3)
 
-    # Inputs as (b, l, m) rows (the model's memory layout); each block is taken as (T, b, c, g, m/g) steps, every
-    # element-wise op runs per block, and the output is (b, l, d) memory returned as a (b, d, l) view.
+    # Inputs are read as (b, l, m) rows, the model's memory layout, so a block's (b, c, T, g, m/g) inputs and its
+    # (b, c T, d) output are views; every element-wise op runs per block.
     u_rows, delta_rows = u.transpose(1, 2), delta.transpose(1, 2)
     B_rows, C_rows = B.flatten(1, -2).transpose(1, 2), C.flatten(1, -2).transpose(1, 2)  # (b, l, g * n)
     z_rows = None if z is None else z.transpose(1, 2)
@@ -130,24 +133,24 @@ def selective_scan_chunked(
         c = math.ceil((end - start) / steps)
         # Padding with dt = 0 leaves the state unchanged (decay 1, no input), so the last state stays exact.
         dt = prepare_delta(delta_rows[:, start:end].transpose(1, 2), delta_bias, delta_softplus, dtype)
-        dt = _steps(dt.transpose(1, 2), 0, end - start, steps, groups, dtype)[..., None, :]  # (T, b, c, g, 1, d/g)
-        uf = _steps(u_rows, start, end, steps, groups, dtype)[..., None, :]
-        Bt = _steps(B_rows, start, end, steps, groups, dtype)[..., None]  # (T, b, c, g, n, 1)
-        decay = _product(dt, A2, decay_buf).exp2_()  # (T, b, c, g, n, d/g)
+        dt = _chunks(dt.transpose(1, 2), 0, end - start, steps, groups, dtype)[..., None, :]  # (b, c, T, g, 1, d/g)
+        uf = _chunks(u_rows, start, end, steps, groups, dtype)[..., None, :]
+        Bt = _chunks(B_rows, start, end, steps, groups, dtype)[..., None]  # (b, c, T, g, n, 1)
+        decay = _product(dt, A2, decay_buf).exp2_()  # (b, c, T, g, n, d/g)
         x = _product(dt * uf, Bt, x_buf)
-        x[0, :, 0].addcmul_(decay[0, :, 0], state)
+        x[:, 0, 0].addcmul_(decay[:, 0, 0], state)
         if c > 1:  # chunk k starts where chunk k-1 ends: chain the ends of every chunk scanned from zero
-            ends = _recurrence(decay, _copy(x, h_buf))[-1, :, :-1].movedim(1, 0)  # (c-1, b, g, n, d/g)
-            chunk_decay = torch.exp2(dt.sum(0)[:, :-1].movedim(1, 0) * A2)  # exp2(A2 sum dt) over each chunk
-            starts = _recurrence(chunk_decay, ends)  # true ends of chunks 0 .. c-2
-            x[0, :, 1:].addcmul_(decay[0, :, 1:], starts.movedim(0, 1))
-        h = _recurrence(decay, x)
-        state = h[-1, :, -1].clone()
-        Ct = _steps(C_rows, start, end, steps, groups, dtype)[..., None, :]  # (T, b, c, g, 1, n)
-        y = (Ct @ h).view(-1, dim, 1)  # (T b c, d, 1): finish_output's (b, d, l) with l = 1
-        zt = None if z_rows is None else _steps(z_rows, start, end, steps, 1, dtype).view(-1, dim, 1)
-        y = finish_output(y, uf.view(-1, dim, 1), D, zt).view(steps, batch, c, dim)
-        out[:, start:end] = y.permute(1, 2, 0, 3).reshape(batch, c * steps, dim)[:, : end - start]
+            local = _recurrence(decay.movedim(2, 0), _copy(x, h_buf).movedim(2, 0))  # (T, b, c, g, n, d/g)
+            chunk_decay = torch.exp2(dt.sum(2)[:, :-1] * A2)  # exp2(A2 sum dt) over chunks 0 .. c-2
+            starts = _recurrence(chunk_decay.movedim(1, 0), local[-1, :, :-1].movedim(1, 0))  # their true ends
+            x[:, 1:, 0].addcmul_(decay[:, 1:, 0], starts.movedim(0, 1))
+        h = _recurrence(decay.movedim(2, 0), x.movedim(2, 0)).movedim(0, 2)
+        state = h[:, -1, -1].clone()
+        Ct = _chunks(C_rows, start, end, steps, groups, dtype)[..., None, :]  # (b, c, T, g, 1, n)
+        y = (Ct @ h).view(batch, c * steps, dim)[:, : end - start]
+        zt = None if z_rows is None else z_rows[:, start:end].transpose(1, 2)
+        y = finish_output(y.transpose(1, 2), u_rows[:, start:end].transpose(1, 2).to(dtype), D, zt)
+        out[:, start:end] = y.transpose(1, 2)
 
     out = out.transpose(1, 2)
     if not return_last_state:
