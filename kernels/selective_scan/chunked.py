@@ -52,9 +52,11 @@ def _recurrence(decay: Tensor, x: Tensor) -> Tensor:
     Without gradients ``x`` is overwritten with the states; with them the steps are stacked for autograd.
     """
     if torch.is_grad_enabled() and (decay.requires_grad or x.requires_grad):
-        states = [x[0]]
-        for i in range(1, len(x)):
-            states.append(torch.addcmul(x[i], decay[i], states[-1]))
+        # unbind, not x[i]: the backward of each index would fill a zero tensor of x's full size
+        decays, inputs = decay.unbind(0), x.unbind(0)
+        states = [inputs[0]]
+        for a, b in zip(decays[1:], inputs[1:], strict=True):
+            states.append(torch.addcmul(b, a, states[-1]))
         return torch.stack(states)
     for i in range(1, len(x)):
         x[i].addcmul_(decay[i], x[i - 1])
