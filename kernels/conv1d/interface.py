@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..backend import use_triton
+from .reference import check_activation
 from .shifted import causal_conv1d_shifted
 
 
@@ -35,8 +36,7 @@ def causal_conv1d_fn(
     expected = (x.shape[0], x.shape[1], width - 1)
     if initial_states is not None and initial_states.shape != expected:
         raise ValueError(f"initial_states must be {expected}, got {tuple(initial_states.shape)}")
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+    check_activation(activation)
     if 2 <= width <= 4 and x.dtype != torch.float64 and x.shape[-1] > 0 and use_triton(x):
         from .fused import causal_conv1d_fused  # Triton is imported only here
 

@@ -11,6 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+ACTIVATIONS = (None, "silu", "swish")
+
+
+def check_activation(activation: str | None) -> None:
+    """The conv's activation must be None or SiLU ('swish' is its other name)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+
 
 def causal_conv1d_ref(
     x: Tensor,
@@ -24,8 +32,7 @@ def causal_conv1d_ref(
 
     Returns out like x and, with ``return_final_states``, the last width - 1 inputs (batch, dim, width - 1).
     """
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+    check_activation(activation)
     width = weight.shape[-1]
     if initial_states is None:
         padded = F.pad(x, (width - 1, 0))

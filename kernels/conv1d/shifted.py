@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .reference import check_activation
+
 
 def causal_conv1d_shifted(
     x: Tensor,
@@ -21,8 +23,7 @@ def causal_conv1d_shifted(
     return_final_states: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Same arguments and results as :func:`causal_conv1d_ref`; the output is (b, l, d) memory."""
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None or 'silu', not {activation!r}")
+    check_activation(activation)
     batch, dim, seqlen = x.shape
     width = weight.shape[-1]
     weight = weight.to(x.dtype)
