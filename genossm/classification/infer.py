@@ -4,6 +4,11 @@
 batched together (full windows with full windows; short records padded to the next power of two, with a mask so
 pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^20 on a GPU, 2^15 on the CPU).
 
+Windows longer than ``piece`` positions (2^14) are read piece by piece with the recurrent state carried over
+(:meth:`~genossm.models.MambaForSequenceClassification.forward_in_pieces`), ``batch_tokens / piece`` windows at a
+time: on a GPU, 64 windows of 2^20 bases then run as 64 pieces of 64 x 2^14 tokens rather than each window as a
+batch of one, which the scan kernels would have to cut into segments and scan twice.
+
 **Stateful mode**: the windows of a record tile it (stride = window) and the recurrent state is carried from one
 window to the next, so every window is classified with the whole record before it as context, while memory stays
 that of one forward of ``batch_tokens`` tokens. A record is read in pieces of a whole number of windows; each
@@ -95,6 +100,11 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
     return int(counts[BASE_IDS].sum()), int(counts[N_ID])
 
 
+PIECE = (
+    1 << 14
+)  # positions per forward of a long window: 64 windows per 2^20-token forward keep a GPU's scan in one pass
+
+
 def default_batch_tokens(device: torch.device) -> int:
     """Tokens per forward when not given: 2^20 on a GPU; 2^15 on the CPU, where a batch's activations then stay in
     cache (2^20-token batches ran slower there and held gigabytes of activations)."""
@@ -122,6 +132,7 @@ class WindowClassifier:
         device: str | torch.device | None = None,
         bfloat16: bool | None = None,
         per_window: bool = False,
+        piece: int = PIECE,
     ) -> None:
         self.window = int(window or model.seqlen or 0)
         if self.window < 1:
@@ -134,7 +145,10 @@ class WindowClassifier:
             )
         self.stateful, self.max_n_fraction, self.per_window = stateful, max_n_fraction, per_window
         self.device = resolve_device(device)
-        self.batch_tokens = max(batch_tokens or default_batch_tokens(self.device), self.window)
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
+        if stateful:  # a record is read in pieces of whole windows
+            self.batch_tokens = max(self.batch_tokens, self.window)
+        self.piece = piece
         self.model = model.to(self.device).eval()
         self.bfloat16 = self.device.type == "cuda" if bfloat16 is None else bfloat16
         self.labels = list(model.labels)
@@ -158,8 +172,12 @@ class WindowClassifier:
             valid = torch.tensor(lengths, device=self.device)
             mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
         with self._autocast():
-            logits = self.model(ids, mask)
+            logits = self.model.forward_in_pieces(ids, mask, self.piece)
         return self._fetch(logits)
+
+    def _rows(self, length: int) -> int:
+        """Windows of ``length`` (padded) positions per forward."""
+        return max(1, self.batch_tokens // min(length, self.piece))
 
     @torch.inference_mode()
     def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
@@ -205,7 +223,7 @@ class WindowClassifier:
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
         windows = np.asarray(windows)
-        rows = max(1, self.batch_tokens // windows.shape[1])
+        rows = self._rows(windows.shape[1])
         parts = [
             self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))()
             for i in range(0, len(windows), rows)
@@ -229,7 +247,7 @@ class WindowClassifier:
         batch = self._batches.setdefault(size, [])
         batch.append((record, prediction, window.tokens))
         record.pending += 1
-        if len(batch) * size >= self.batch_tokens:
+        if len(batch) >= self._rows(size):
             self._run_batch(size)
 
     def _run_batch(self, size: int) -> None:

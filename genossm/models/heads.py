@@ -98,6 +98,32 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
         """Token ids (b, l) -> class logits (b, labels)."""
         return self.classifier(self.pool(self.backbone(input_ids, states), mask))
 
+    def forward_in_pieces(self, input_ids: Tensor, mask: Tensor | None, piece: int) -> Tensor:
+        """:meth:`forward` from a zero state, reading ``piece`` positions at a time with the recurrent state carried
+        from piece to piece (equal up to rounding): memory is that of one piece, and many long sequences share each
+        kernel launch instead of one sequence cut into segments."""
+        batch, length = input_ids.shape
+        if length <= piece:
+            return self(input_ids, mask)
+        valid = mask if mask is not None else torch.ones(batch, length, dtype=torch.bool, device=input_ids.device)
+        counts = valid.sum(1)
+        last = (counts - 1).clamp(min=0)
+        rows = torch.arange(batch, device=input_ids.device)
+        states = self.allocate_states(batch)
+        pooled = None
+        for start in range(0, length, piece):
+            hidden = self.backbone(input_ids[:, start : start + piece], states)
+            hidden = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # sums of up to 2^20 rows
+            if self.pooling == "mean":
+                part = (hidden * valid[:, start : start + piece, None]).sum(1)
+            else:
+                inside = (last >= start) & (last < start + hidden.shape[1])
+                part = hidden[rows, (last - start).clamp(0, hidden.shape[1] - 1)] * inside[:, None]
+            pooled = part if pooled is None else pooled + part
+        if self.pooling == "mean":
+            pooled = pooled / counts.clamp(min=1)[:, None]
+        return self.classifier(pooled.to(self.classifier.weight.dtype))
+
     def metadata(self) -> dict[str, Any]:
         """genossm.json of a classifier: the labels, the pooling and the training window length as well."""
         return {**super().metadata(), "labels": self.labels, "pooling": self.pooling, "seqlen": self.seqlen}

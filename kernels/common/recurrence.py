@@ -23,6 +23,19 @@ def row(x, i: tl.constexpr, offs_t):
 
 
 @triton.jit
+def in_scan_layout(state, TILE: tl.constexpr):
+    """An (A, B) state in the layout the scan's rows come out in (a reduction over a (TILE, A, B) tile).
+
+    A state loaded from memory otherwise keeps the load's vectorised layout as the loop-carried value, and every row
+    the scan produces is moved into it through shared memory. On the H100 (256 channels, bfloat16) this took the
+    forward from an initial state at 64 x 16K from 5.2 to 2.4 ms (as fast as from zero), the two-pass forward at
+    1 x 1M from 5.8 to 4.2 ms, and the backward (its chunks start from saved states) from 12.0 to 10.6 ms at 1024 x 1K.
+    """
+    tile = tl.broadcast_to(state[None, :, :], (TILE, state.shape[0], state.shape[1]))
+    return row(tile, 0, tl.arange(0, TILE))
+
+
+@triton.jit
 def with_row(x, i: tl.constexpr, offs_t, value):
     """x with row i replaced by ``value`` (A, B)."""
     return tl.where((offs_t == i)[:, None, None], value[None], x)

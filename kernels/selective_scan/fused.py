@@ -67,26 +67,18 @@ def selective_scan_fused(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     initial_state: Tensor | None = None,
-    *,
-    tile: int | None = None,
-    segments: int | None = None,
-    chunk: int | None = None,
-    prefetch: bool | None = None,
-    maxnreg: int | None = None,
-    fwd_block_d: int | None = None,
+    **tiling_overrides: int | bool | None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`selective_scan_fn` on the Triton kernels (inputs already checked).
 
-    ``tile``, ``segments``, ``chunk``, ``prefetch``, ``maxnreg`` and ``fwd_block_d`` override the tiling heuristic
-    (tests use them to exercise the multi-tile, multi-chunk and multi-segment paths on small inputs; benchmarks to
-    compare variants).
+    ``tiling_overrides`` are :func:`~.tiling.plan_scan`'s keyword choices (``tile``, ``segments``, ``chunk``,
+    ``prefetch``, ``l2_prefetch``, ``maxnreg``, ``fwd_block_d``): tests use them to exercise the multi-tile,
+    multi-chunk and multi-segment paths on small inputs, benchmarks to compare variants.
     """
     batch, dim, seqlen = u.shape
     groups = 1 if B.dim() == 3 else B.shape[1]
     D = D.contiguous() if D is not None else None  # the kernels read D and delta_bias with unit stride
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
-    tiling = plan_scan(
-        batch, dim, A.shape[1], seqlen, groups, u.device, tile, segments, chunk, prefetch, maxnreg, fwd_block_d
-    )
+    tiling = plan_scan(batch, dim, A.shape[1], seqlen, groups, u.device, **tiling_overrides)
     out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling)
     return (out, last) if return_last_state else out

@@ -33,7 +33,15 @@ from torch import Tensor
 from ..common.hardware import sm_count
 from ..common.lanes import scattered_rows, sum_channels_scattered
 from ..common.math import fast_math, silu_sigmoid
-from ..common.recurrence import accumulate_rows, adjoint_scan, linear_scan, linear_scan_last, previous_states, row
+from ..common.recurrence import (
+    accumulate_rows,
+    adjoint_scan,
+    in_scan_layout,
+    linear_scan,
+    linear_scan_last,
+    previous_states,
+    row,
+)
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
 from .fused_fwd import as_groups, load_fwd_tile, load_step_sizes, step_sizes
@@ -288,6 +296,7 @@ def _scan_bwd_kernel(
             n_tiles = tl.cdiv(tl.minimum(c0 + CHUNK, seg_end) - c0, TILE)
             chunk_row = b64 * n_chunks + c0 // CHUNK
             h = tl.load(chunk_ptr + chunk_row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
+            h = in_scan_layout(h, TILE)
             # Forward sweep: the start state of every tile of the chunk, into the scratch buffer.
             if PREFETCH:
                 n_dt, n_u, n_B, _unused_c, _unused_z = load_fwd_tile(

@@ -18,7 +18,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import fast_math, silu_sigmoid, softplus_sigmoid
-from ..common.recurrence import linear_scan_last, linear_scan_output
+from ..common.recurrence import in_scan_layout, linear_scan_last, linear_scan_output
 from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
 from .tiling import ScanTiling, launch_options, segment_length
@@ -159,6 +159,7 @@ def _scan_fwd_kernel(
         h = tl.load(start, mask=mask_nd, other=0.0).to(tl.float32)
     else:
         h = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
+    h = in_scan_layout(h, TILE)
     dtsum = tl.zeros((BLOCK_D,), tl.float32)
 
     seg_start = pid_s * seg_len

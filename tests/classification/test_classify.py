@@ -76,6 +76,20 @@ def test_short_records_are_padded_not_dropped():
     assert np.allclose(records[1].probs, window_probs(model, tiny, [(0, 3)])[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
+    model = make_classifier(torch.float64)
+    model.pooling = pooling
+    long, short = encode(random_bases(100, 5)), encode(random_bases(20, 6))
+    chunks = [*chunked("long", long, [100]), *chunked("short", short, [20])]
+    engine = WindowClassifier(model, stride=24, batch_tokens=64, per_window=True, piece=8)  # 8 windows per batch
+    records = list(engine.predict(chunks))
+    bounds = [(0, 32), (24, 56), (48, 80), (68, 100)]
+    assert np.allclose(np.stack([w.probs for w in records[0].detail]), window_probs(model, long, bounds), atol=1e-12)
+    # the short record is padded to 32 positions: its last valid one falls inside the third piece
+    assert np.allclose(records[1].probs, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
+
+
 @pytest.mark.parametrize("batch_tokens", [WINDOW, 2 * WINDOW, 1 << 12])
 def test_stateful_equals_one_pass_over_the_record(batch_tokens):
     model = make_classifier(torch.float64)
