@@ -100,9 +100,8 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
     return int(counts[BASE_IDS].sum()), int(counts[N_ID])
 
 
-PIECE = (
-    1 << 14
-)  # positions per forward of a long window: 64 windows per 2^20-token forward keep a GPU's scan in one pass
+# positions per forward of a long window: 64 windows per 2^20-token forward keep a GPU's scan in one pass
+PIECE = 1 << 14
 
 
 def default_batch_tokens(device: torch.device) -> int:

@@ -106,22 +106,20 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
         if length <= piece:
             return self(input_ids, mask)
         valid = mask if mask is not None else torch.ones(batch, length, dtype=torch.bool, device=input_ids.device)
-        counts = valid.sum(1)
-        last = (counts - 1).clamp(min=0)
-        rows = torch.arange(batch, device=input_ids.device)
         states = self.allocate_states(batch)
         pooled = None
         for start in range(0, length, piece):
             hidden = self.backbone(input_ids[:, start : start + piece], states)
             hidden = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # sums of up to 2^20 rows
-            if self.pooling == "mean":
-                part = (hidden * valid[:, start : start + piece, None]).sum(1)
-            else:
-                inside = (last >= start) & (last < start + hidden.shape[1])
-                part = hidden[rows, (last - start).clamp(0, hidden.shape[1] - 1)] * inside[:, None]
-            pooled = part if pooled is None else pooled + part
+            part_valid = valid[:, start : start + piece]
+            part = self.pool(hidden, part_valid)
+            if self.pooling == "mean":  # the piece's sum; divided by the whole count below
+                part = part * part_valid.sum(1, keepdim=True)
+                pooled = part if pooled is None else pooled + part
+            else:  # the last piece holding a valid position has the last one
+                pooled = part if pooled is None else torch.where(part_valid.any(1, keepdim=True), part, pooled)
         if self.pooling == "mean":
-            pooled = pooled / counts.clamp(min=1)[:, None]
+            pooled = pooled / valid.sum(1, keepdim=True).clamp(min=1)
         return self.classifier(pooled.to(self.classifier.weight.dtype))
 
     def metadata(self) -> dict[str, Any]:

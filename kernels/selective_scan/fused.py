@@ -72,7 +72,7 @@ def selective_scan_fused(
     """:func:`selective_scan_fn` on the Triton kernels (inputs already checked).
 
     ``tiling_overrides`` are :func:`~.tiling.plan_scan`'s keyword choices (``tile``, ``segments``, ``chunk``,
-    ``prefetch``, ``l2_prefetch``, ``maxnreg``, ``fwd_block_d``): tests use them to exercise the multi-tile,
+    ``prefetch``, ``maxnreg``, ``fwd_block_d``): tests use them to exercise the multi-tile,
     multi-chunk and multi-segment paths on small inputs, benchmarks to compare variants.
     """
     batch, dim, seqlen = u.shape
