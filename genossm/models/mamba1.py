@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genossm.kernels import causal_conv1d_fn, selective_scan_fn
+from genossm.kernels import MixerWeights, mamba_mixer_fn, mamba_mixer_ref
 
 from .state import MixerState, next_conv_state, state_dtype
 
@@ -110,40 +110,33 @@ class Mamba(nn.Module):
             ),
         )
 
+    def weights(self) -> MixerWeights:
+        """The parameters as the mixer ops take them (A = -exp(A_log), D and dt's bias in the state dtype)."""
+        f = state_dtype(self.out_proj.weight.dtype)
+        return MixerWeights(
+            self.in_proj.weight,
+            self.in_proj.bias,
+            self.conv1d.weight[:, 0, :],
+            self.conv1d.bias,
+            self.x_proj.weight,
+            self.dt_proj.weight,
+            self.dt_proj.bias.to(f),
+            -torch.exp(self.A_log.to(f)),
+            self.D.to(f),
+            self.out_proj.weight,
+            self.out_proj.bias,
+        )
+
     def forward(self, hidden_states: Tensor, state: MixerState | None = None) -> Tensor:
         """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
-        f = state_dtype(hidden_states.dtype)
-        # split before transposing: the backward then concatenates dx and dz along their contiguous axis (the profile
-        # of a 2^20-token step showed a transposing cat after splitting the (b, 2 d_inner, l) view: 31-100 ms of it)
-        x, z = (half.transpose(1, 2) for half in self.in_proj(hidden_states).chunk(2, dim=-1))  # (b, d_inner, l)
-        conv_weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
         if state is None:
-            x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
-        else:
-            history = state.conv.to(x.dtype)
-            state.conv = next_conv_state(history, x)
-            x = causal_conv1d_fn(x, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu")
-
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, dt_rank + 2 * d_state)
-        dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (b, d_inner, l); bias added in the scan
-        A = -torch.exp(self.A_log.to(f))  # (d_inner, d_state)
-        y = selective_scan_fn(
-            x,
-            dt,
-            A,
-            B.transpose(1, 2),
-            C.transpose(1, 2),
-            self.D.to(f),
-            z=z,
-            delta_bias=self.dt_proj.bias.to(f),
-            delta_softplus=True,
-            return_last_state=state is not None,
-            initial_state=None if state is None else state.ssm,
-        )
-        if state is not None:
-            y, state.ssm = y
-        return self.out_proj(y.transpose(1, 2))
+            return mamba_mixer_fn(hidden_states, self.weights())
+        # the conv's new state is its last d_conv inputs: in_proj of the last d_conv positions only
+        x_tail = self.in_proj(hidden_states[:, -self.d_conv :])[..., : self.d_inner].transpose(1, 2)
+        history = state.conv.to(x_tail.dtype)
+        state.conv = next_conv_state(history, x_tail)
+        out, state.ssm = mamba_mixer_ref(hidden_states, self.weights(), history[:, :, 1:], state.ssm)
+        return out
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""

@@ -8,18 +8,20 @@ checked against: within 2% in plain and checkpoint mode; segmented steps measure
 skipped):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
-  statistics (4d + 8), the norm output (in_proj's input), in_proj's output (Mamba-1: x and z; Mamba-2: z, xBC, dt),
-  the conv output, Mamba-1's x_proj output and delta, the scan's own saved states (Mamba-1: a float32 state every 64
-  positions; Mamba-2: each chunk's start state and the float32 dt and its cumsum), the scan output and out_proj's
-  input. Mamba-1 at width 128: 3,672 bytes per token per block.
+  statistics (4d + 8) and the norm output (the mixer's input). The Mamba-1 mixer is one op
+  (kernels/mamba_mixer) that keeps besides only x_proj's output and a float32 state every 128 positions: 1,112
+  bytes per token per block at width 128. Mamba-2 keeps what autograd saves: in_proj's output (z, xBC, dt), the conv
+  output, the scan's chunk start states, its float32 dt and cumsum, the scan output and out_proj's input.
 - **The backward** of the top block runs while everything below it is still held; its working set is the float32
-  gradient of the residual stream (4d) and the scan backward's buffers (Mamba-1: du, ddelta, dz and float32 dB, dC;
-  Mamba-2: dx, dB, dC, the gradients of the chunk states and dt's gradient parts, or the gated norm's dx, dz and
-  per-program float32 weight gradients, whichever is larger).
+  gradient of the residual stream (4d) and the mixer backward's buffers (Mamba-1: the mixer output's gradient, the
+  recomputed in_proj output, conv output and delta, out_proj's input gradient, du, and float32 dB, dC; ddelta, dz
+  and the recomputed scan output are written over delta, z and out_proj's input gradient; Mamba-2: dx, dB, dC, the
+  gradients of the chunk states and dt's gradient parts, or the gated norm's dx, dz and per-program float32 weight
+  gradients, whichever is larger).
 - **Checkpoint mode** keeps each block's inputs (the bfloat16 hidden input and the float32 residual, 6d bytes; the
   first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
-  activations plus the working set. That is why width 128 x 6 blocks at 2^20 takes 10 GiB rather than the 4 GiB of
-  block inputs: per token 4.4 KB of inputs, 3.7 KB for the recomputed block and 2.2 KB of working set.
+  activations plus the working set. For Mamba-1, whose plain blocks keep little more than their inputs, this saves
+  little (width 128 x 6 blocks at 2^20: 4.4 KB of block inputs per token against plain mode's 6.7 KB).
 - **Segmented mode** is checkpoint mode over one segment: what a segment carries to the next is its recurrent
   state alone (the conv window is a d_conv-wide tensor of its own, models/state.py ``next_conv_state``, not a view
   that keeps the segment's conv input alive), and its logits are freed before its backward.
@@ -64,7 +66,7 @@ DTYPES = {"bfloat16": 2, "float32": 4}
 TASKS = ("lm", "classification")
 FP32 = 4
 INPUT_BYTES = {"lm": 16, "classification": 8}  # int64 token ids (and labels) per token
-SCAN_STATE_SPACING = 64  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
+SCAN_STATE_SPACING = 128  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
 MAX_SEQLEN = 2**40  # the search for the longest sequence stops here
 
 
@@ -90,11 +92,11 @@ def _norm_saved(d: int) -> int:
 def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
     d, e, n, rank = mixer.d_model, mixer.d_inner, mixer.d_state, mixer.dt_rank
     scan_saved = FP32 * e * n // SCAN_STATE_SPACING
-    # norm output, in_proj output (x, z), conv output, x_proj output (dt, B, C), delta, scan output
-    kept = _norm_saved(d) + act * (d + 2 * e + e + rank + 2 * n + e + e) + scan_saved
-    forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states are dropped
+    kept = _norm_saved(d) + act * (d + rank + 2 * n) + scan_saved  # norm output, x_proj output, scan states
+    forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
     cast = 2 * act * n if act < FP32 else 0  # dB and dC cast back from their float32 accumulators
-    backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
+    # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
+    backward = act * (d + 6 * e) + 2 * FP32 * n + cast
     return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n))
 
 
@@ -216,7 +218,11 @@ class StepMemory:
         head.append((norm_saved, FP32 * d + 2 * act * d))
         top_block_work = FP32 * d + block.backward  # the residual stream's float32 gradient, the block's backward
         if mode == "plain":
-            phases = [(layers * block.kept, top_block_work), *((layers * block.kept + k, w) for k, w in head)]
+            phases = [
+                ((layers - 1) * block.kept, block.forward),
+                (layers * block.kept, top_block_work),
+                *((layers * block.kept + k, w) for k, w in head),
+            ]
         else:  # checkpoint, or segmented: checkpoint over one segment
             block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
             if mode == "segmented" and seqlen > segment_len:

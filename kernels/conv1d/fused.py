@@ -289,46 +289,66 @@ def _bwd_tiles_per_program(x: Tensor, block_l: int) -> int:
     return triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
 
 
+def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Tensor | None, silu: bool) -> Tensor:
+    """The conv's output (laid out like x)."""
+    out = like_layout(x)
+    init = initial_states if initial_states is not None else x
+    _conv_fwd_kernel[_grid(x, BLOCK_L)](
+        x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1],
+        *x.stride(), *out.stride(), *(init.stride() if initial_states is not None else (0, 0, 0)),
+        *weight.stride(),
+        HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
+        WIDTH=weight.shape[1], BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=4,
+    )  # fmt: skip
+    return out
+
+
+def conv_bwd(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    initial_states: Tensor | None,
+    dout: Tensor,
+    silu: bool,
+    dx: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """(dx, float32 dweight, float32 dbias, d initial_states); ``dx``, if given, is where x's gradient goes (any
+    strides: a caller's slice of a larger buffer)."""
+    _, dim, seqlen = x.shape
+    width = weight.shape[1]
+    dx = like_layout(x) if dx is None else dx
+    dw = torch.zeros(dim, width, device=x.device, dtype=torch.float32)
+    dbias = torch.zeros(dim, device=x.device, dtype=torch.float32) if bias is not None else None
+    # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
+    dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
+    init = initial_states if initial_states is not None else x
+    block_l = BLOCK_L // 2
+    tiles = _bwd_tiles_per_program(x, block_l)
+    _conv_bwd_kernel[_grid(x, block_l, tiles)](
+        x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
+        dinit if dinit is not None else dw, seqlen, dim, tiles,
+        *x.stride(), *dout.stride(), *dx.stride(),
+        *(init.stride() if initial_states is not None else (0, 0, 0)),
+        *(dinit.stride() if dinit is not None else (0, 0, 0)), *weight.stride(),
+        HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
+        WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
+    )  # fmt: skip
+    return dx, dw, dbias, dinit
+
+
 class CausalConv1dFn(torch.autograd.Function):
     """Saves x, weight, bias and the initial states; the backward recomputes the pre-activations."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, initial_states, silu):
-        out = like_layout(x)
-        init = initial_states if initial_states is not None else x
-        _conv_fwd_kernel[_grid(x, BLOCK_L)](
-            x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1],
-            *x.stride(), *out.stride(), *(init.stride() if initial_states is not None else (0, 0, 0)),
-            *weight.stride(),
-            HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
-            WIDTH=weight.shape[1], BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=4,
-        )  # fmt: skip
         ctx.save_for_backward(x, weight, bias, initial_states)
         ctx.silu = silu
-        return out
+        return conv_fwd(x, weight, bias, initial_states, silu)
 
     @staticmethod
     def backward(ctx, dout):
         x, weight, bias, initial_states = ctx.saved_tensors
-        _, dim, seqlen = x.shape
-        width = weight.shape[1]
-        dx = like_layout(x)
-        dw = torch.zeros(dim, width, device=x.device, dtype=torch.float32)
-        dbias = torch.zeros(dim, device=x.device, dtype=torch.float32) if bias is not None else None
-        # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
-        dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
-        init = initial_states if initial_states is not None else x
-        block_l = BLOCK_L // 2
-        tiles = _bwd_tiles_per_program(x, block_l)
-        _conv_bwd_kernel[_grid(x, block_l, tiles)](
-            x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
-            dinit if dinit is not None else dw, seqlen, dim, tiles,
-            *x.stride(), *dout.stride(), *dx.stride(),
-            *(init.stride() if initial_states is not None else (0, 0, 0)),
-            *(dinit.stride() if dinit is not None else (0, 0, 0)), *weight.stride(),
-            HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=ctx.silu,
-            WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
-        )  # fmt: skip
+        dx, dw, dbias, dinit = conv_bwd(x, weight, bias, initial_states, dout, ctx.silu)
         return dx, dw.to(weight.dtype), dbias.to(bias.dtype) if bias is not None else None, dinit, None
 
 

@@ -173,6 +173,7 @@ def _scan_bwd_kernel(
     du_ptr,
     ddelta_ptr,
     dz_ptr,
+    y_ptr,  # the recomputed gated output (the forward's out), written when WRITE_OUT
     dB_ptr,  # (batch, groups, seqlen, dstate) float32, accumulated
     dC_ptr,
     dA_ptr,  # (dim, dstate) float32, accumulated
@@ -210,6 +211,9 @@ def _scan_bwd_kernel(
     s_dz_b,
     s_dz_d,
     s_dz_l,
+    s_y_b,
+    s_y_d,
+    s_y_l,
     s_B_b,
     s_B_g,
     s_B_n,
@@ -228,6 +232,7 @@ def _scan_bwd_kernel(
     HAS_CARRY: tl.constexpr,
     HAS_DLAST: tl.constexpr,
     WANT_DH0: tl.constexpr,
+    WRITE_OUT: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     TILE: tl.constexpr,
@@ -271,6 +276,7 @@ def _scan_bwd_kernel(
         du_tile = du_ptr + b64 * s_du_b + (tile_td[0] * s_du_l + tile_td[1] * s_du_d)
         ddt_tile = ddelta_ptr + b64 * s_ddt_b + (tile_td[0] * s_ddt_l + tile_td[1] * s_ddt_d)
         dz_tile = dz_ptr + b64 * s_dz_b + (tile_td[0] * s_dz_l + tile_td[1] * s_dz_d)
+        y_tile = y_ptr + b64 * s_y_b + (tile_td[0] * s_y_l + tile_td[1] * s_y_d)
         B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
         C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
         dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + offs_n[None, :, None])
@@ -356,12 +362,16 @@ def _scan_bwd_kernel(
                 decay = tl.exp2(dt[:, None, :] * A2[None])
                 inp = x[:, None, :] * B3
                 hs, _ = linear_scan(decay, inp, h0, offs_t, TILE)
-                if HAS_Z:
+                if HAS_Z or WRITE_OUT:
                     y = tl.sum(hs * C3, axis=1)
                     if HAS_D:
                         y += Dskip[None, :] * u
-                    dz = dout * y * zsig * (1.0 + z * (1.0 - zsig))
-                    tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+                    if HAS_Z:
+                        dz = dout * y * zsig * (1.0 + z * (1.0 - zsig))
+                        tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+                    if WRITE_OUT:  # the forward's output again, for a caller that did not keep it
+                        out = y * z * zsig if HAS_Z else y
+                        tl.store(y_tile + t64 * s_y_l, out.to(y_ptr.dtype.element_ty), mask=mask)
                 g, decayed = adjoint_scan(decay, C3 * dy[:, None, :], w, offs_t, TILE)
                 w = row(decayed, 0, offs_t)
                 # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
@@ -417,10 +427,17 @@ def scan_bwd(
     chunks: Tensor,
     tiling: ScanTiling,
     want_dh0: bool,
+    ddelta: Tensor | None = None,
+    dz: Tensor | None = None,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, d initial_state); None where an input is None.
 
-    ``chunks`` are the forward's saved states; ``d_last`` is the gradient of the returned last state.
+    ``chunks`` are the forward's saved states; ``d_last`` is the gradient of the returned last state. ``ddelta`` and
+    ``dz``, if given, are where those gradients go (any strides); ``out``, if given, receives the forward's output
+    recomputed, so that a caller need not keep it. Each may be the matching input itself (delta, z, dout): a
+    position's input is read before its output is written, by the same program, and never read again (loads past
+    a chunk's end prefetch values that are dropped). A caller that no longer needs an input saves its memory so.
     """
     batch, dim, seqlen = u.shape
     dstate = A2.shape[1]
@@ -450,8 +467,11 @@ def scan_bwd(
         seed = d_last.transpose(1, 2) if d_last is not None else None
         carry = pass_states(local, dtsum, A2, seed, reverse=True)
 
-    du, ddelta = like_layout(u), like_layout(delta)
-    dz = like_layout(z) if z is not None else None
+    du = like_layout(u)
+    if ddelta is None:
+        ddelta = like_layout(delta)
+    if z is not None and dz is None:
+        dz = like_layout(z)
     dB = torch.zeros(batch, n_groups, seqlen, dstate, **f32)
     dC = torch.zeros(batch, n_groups, seqlen, dstate, **f32)
     dA = torch.zeros(dim, dstate, **f32)
@@ -467,14 +487,16 @@ def scan_bwd(
     _scan_bwd_kernel[(programs,)](
         u, delta, A2, B4, C4, D if D is not None else A2, z_arg, delta_bias if delta_bias is not None else A2, dout,
         chunks, carry if carry is not None else A2, dlast_arg, scratch, counter,
-        du, ddelta, dz if dz is not None else du, dB, dC, dA, dD if dD is not None else dA,
+        du, ddelta, dz if dz is not None else du, out if out is not None else du, dB, dC, dA,
+        dD if dD is not None else dA,
         dbias if dbias is not None else dA, dh0 if dh0 is not None else dA,
         seqlen, seg_len, dim, dstate, dim // n_groups, n_groups, segments, chunks.shape[1], n_dblocks, batch,
         *u.stride(), *delta.stride(), *z_arg.stride(), *dout.stride(), *du.stride(), *ddelta.stride(),
-        *(dz if dz is not None else du).stride(), *B4.stride(), *C4.stride(), *dlast_arg.stride(),
+        *(dz if dz is not None else du).stride(), *(out if out is not None else du).stride(), *B4.stride(),
+        *C4.stride(), *dlast_arg.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
-        BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
+        WRITE_OUT=out is not None, BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
         LEVELS=min(log_d, tile.bit_length() - 1), PREFETCH=tiling.prefetch, FAST=fast, num_warps=1,
         **launch_options(tiling),
     )  # fmt: skip

@@ -1,0 +1,150 @@
+"""The Mamba-1 mixer as one differentiable op on the Triton kernels, keeping little more than its input.
+
+The forward runs in_proj, the conv, x_proj, dt_proj, the scan and out_proj, and keeps the mixer's input, x_proj's
+small output (dt, B, C) and the scan's float32 state every 128 positions: 2 d_model + 2 (dt_rank + 2 d_state) +
+d_inner d_state / 32 bytes per token in bfloat16, against about 14 d_inner for the same ops under autograd (H100,
+width 128 x 6 blocks at 2^20 tokens: a training step's peak 23.9 -> 10.6 GiB). The backward recomputes in_proj,
+the conv and dt_proj (matrix products and one conv pass), and the scan's backward writes the gated output again for
+out_proj's weight gradient. Buffers are reused where an input is dead once read: the scan's backward writes ddelta
+over delta, dz over z (in_proj's output) and the gated output over its own gradient, and x_proj's input gradient
+is added to du in place, which also saves the concatenation and the sum that autograd would run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..conv1d.fused import conv_bwd, conv_fwd
+from ..selective_scan.fused_bwd import scan_bwd
+from ..selective_scan.fused_fwd import scan_fwd
+from ..selective_scan.tiling import ScanTiling, plan_scan
+from .weights import MixerWeights
+
+LOG2E = math.log2(math.e)
+
+
+def _compute_dtype(hidden: Tensor) -> torch.dtype:
+    """The dtype of the matrix products: autocast's when it is on (as nn.Linear would run), else hidden's."""
+    if torch.is_autocast_enabled(hidden.device.type):
+        return torch.get_autocast_dtype(hidden.device.type)
+    return hidden.dtype
+
+
+def _cast(w: MixerWeights, dtype: torch.dtype) -> MixerWeights:
+    """The projections in the compute dtype; the conv, dt bias, A and D stay as given (the kernels read them)."""
+
+    def cast(t: Tensor | None) -> Tensor | None:
+        return t.to(dtype) if t is not None else None
+
+    return w._replace(
+        in_proj=cast(w.in_proj),
+        in_proj_bias=cast(w.in_proj_bias),
+        x_proj=cast(w.x_proj),
+        dt_proj=cast(w.dt_proj),
+        out_proj=cast(w.out_proj),
+        out_proj_bias=cast(w.out_proj_bias),
+    )
+
+
+def _scan_inputs(hidden: Tensor, w: MixerWeights, x_dbl: Tensor | None = None) -> tuple[Tensor, ...]:
+    """(x, z, u = silu(conv(x)), x_dbl, delta): x, z, u, delta as (b, d_inner, l) views of (b, l, d_inner) memory."""
+    d_inner = w.A.shape[0]
+    x, z = (half.transpose(1, 2) for half in F.linear(hidden, w.in_proj, w.in_proj_bias).split(d_inner, dim=-1))
+    u = conv_fwd(x, w.conv, w.conv_bias, None, silu=True)
+    if x_dbl is None:
+        x_dbl = F.linear(u.transpose(1, 2), w.x_proj)
+    delta = F.linear(x_dbl[..., : w.dt_rank], w.dt_proj).transpose(1, 2)
+    return x, z, u, x_dbl, delta
+
+
+def _B_C(x_dbl: Tensor, w: MixerWeights) -> tuple[Tensor, Tensor]:
+    """B and C as (b, d_state, l) views of x_proj's output."""
+    r, n = w.dt_rank, w.d_state
+    return x_dbl[..., r : r + n].transpose(1, 2), x_dbl[..., r + n :].transpose(1, 2)
+
+
+def _weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
+    """nn.Linear's weight gradient: grad^T inputs over every position."""
+    return grad.reshape(-1, grad.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])
+
+
+class MambaMixerFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden: Tensor, overrides: dict, *weights: Tensor | None) -> Tensor:
+        dtype = _compute_dtype(hidden)
+        with torch.autocast(hidden.device.type, enabled=False):
+            h = hidden.to(dtype)
+            w = _cast(MixerWeights(*weights), dtype)
+            _, z, u, x_dbl, delta = _scan_inputs(h, w)
+            B, C = _B_C(x_dbl, w)
+            batch, d_inner, seqlen = u.shape
+            tiling = plan_scan(batch, d_inner, w.d_state, seqlen, 1, u.device, **overrides)
+            save = any(ctx.needs_input_grad)
+            A2 = (w.A.float() * LOG2E).contiguous()
+            y, _, chunks = scan_fwd(u, delta, A2, B, C, w.D, z, w.dt_bias, True, None, tiling, save_chunks=save)
+            out = F.linear(y.transpose(1, 2), w.out_proj, w.out_proj_bias)
+        ctx.save_for_backward(h, x_dbl, chunks, *weights)
+        ctx.dtype, ctx.hidden_dtype, ctx.tiling = dtype, hidden.dtype, tiling
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor) -> tuple[Tensor | None, ...]:
+        h, x_dbl, chunks, *weights = ctx.saved_tensors
+        tiling: ScanTiling = ctx.tiling
+        with torch.autocast(h.device.type, enabled=False):
+            w = _cast(MixerWeights(*weights), ctx.dtype)
+            dout = dout.to(ctx.dtype)
+            x, z, u, x_dbl, delta = _scan_inputs(h, w, x_dbl)
+            B, C = _B_C(x_dbl, w)
+            d_inner = w.A.shape[0]
+            A2 = (w.A.float() * LOG2E).contiguous()
+            d_gated = (dout @ w.out_proj).transpose(1, 2)
+            # in place: ddelta over delta, dz over z (in_proj's output), the gated output over its gradient
+            du, ddelta, dA, dB, dC, dD, dz, ddt_bias, _ = scan_bwd(
+                d_gated, None, u, delta, A2, B, C, w.D, z, w.dt_bias, True, chunks, tiling, False,
+                ddelta=delta, dz=z, out=d_gated,
+            )  # fmt: skip
+            d_out_proj = _weight_grad(dout, d_gated.transpose(1, 2))
+            d_out_bias = dout.sum((0, 1)) if w.out_proj_bias is not None else None
+            del d_gated, delta
+            ddelta = ddelta.transpose(1, 2)  # (b, l, d_inner) memory
+            r, n = w.dt_rank, w.d_state
+            dx_dbl = torch.cat([ddelta @ w.dt_proj, dB.transpose(1, 2), dC.transpose(1, 2)], dim=-1)
+            d_dt_proj = _weight_grad(ddelta, x_dbl[..., :r])
+            del ddelta
+            du.transpose(1, 2).view(-1, d_inner).addmm_(dx_dbl.view(-1, r + 2 * n), w.x_proj)  # x_proj's input grad
+            d_x_proj = _weight_grad(dx_dbl, u.transpose(1, 2))
+            dx, d_conv, d_conv_bias, _ = conv_bwd(x, w.conv, w.conv_bias, None, du, True)
+            dx, dz = dx.transpose(1, 2), dz.transpose(1, 2)  # (b, l, d_inner) views
+            dhidden = dx.reshape(-1, d_inner) @ w.in_proj[:d_inner]
+            dhidden.addmm_(dz.reshape(-1, d_inner), w.in_proj[d_inner:])
+            d_in_proj = torch.cat([_weight_grad(dx, h), _weight_grad(dz, h)])
+            d_in_bias = torch.cat([dx.sum((0, 1)), dz.sum((0, 1))]) if w.in_proj_bias is not None else None
+        grads = (
+            d_in_proj,
+            d_in_bias,
+            d_conv,
+            d_conv_bias,
+            d_x_proj,
+            d_dt_proj,
+            ddt_bias,
+            dA,
+            dD,
+            d_out_proj,
+            d_out_bias,
+        )
+        return (
+            dhidden.view(dout.shape).to(ctx.hidden_dtype),
+            None,
+            *(g.to(p.dtype) if g is not None and p is not None else None for g, p in zip(grads, weights, strict=True)),
+        )
+
+
+def mamba_mixer_fused(hidden: Tensor, w: MixerWeights, **tiling_overrides: int | bool | None) -> Tensor:
+    """:func:`~.interface.mamba_mixer_fn` on the Triton kernels; ``tiling_overrides`` as for the scan
+    (:func:`~..selective_scan.tiling.plan_scan`'s keywords: tests force several chunks and segments)."""
+    return MambaMixerFn.apply(hidden, tiling_overrides, *w)

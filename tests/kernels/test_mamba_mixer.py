@@ -1,0 +1,101 @@
+"""The fused Mamba-1 mixer op (Triton; the interpreter on the CPU) against the composition of the public ops:
+output and every gradient, with the scan cut into several chunks and segments, and what it keeps for the backward."""
+
+import pytest
+import torch
+from conftest import rel_err
+
+from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref
+from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
+from genossm.kernels.selective_scan.tiling import CHUNK
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_weights(d_model=8, d_inner=16, d_state=4, dt_rank=3, d_conv=4, biases=False) -> MixerWeights:
+    def param(*shape, scale=0.3):
+        return (torch.randn(*shape, device=DEVICE) * scale).requires_grad_()
+
+    return MixerWeights(
+        in_proj=param(2 * d_inner, d_model),
+        in_proj_bias=param(2 * d_inner) if biases else None,
+        conv=param(d_inner, d_conv),
+        conv_bias=param(d_inner),
+        x_proj=param(dt_rank + 2 * d_state, d_inner),
+        dt_proj=param(d_inner, dt_rank),
+        dt_bias=(torch.rand(d_inner, device=DEVICE) - 3.0).requires_grad_(),
+        A=(-torch.rand(d_inner, d_state, device=DEVICE) * 2 - 0.1).requires_grad_(),
+        D=param(d_inner, scale=1.0),
+        out_proj=param(d_model, d_inner),
+        out_proj_bias=param(d_model) if biases else None,
+    )
+
+
+def output_and_grads(mixer, hidden, weights, grad_out):
+    for p in (hidden, *weights):
+        if p is not None:
+            p.grad = None
+    out = mixer(hidden, weights)
+    (out.float() * grad_out).sum().backward()
+    return out, [p.grad.clone() for p in (hidden, *weights) if p is not None]
+
+
+@pytest.mark.parametrize(
+    "seqlen,tiling,biases",
+    [
+        (37, {}, False),
+        (150, {"tile": 4, "chunk": 16}, True),  # several chunks per sequence
+        (150, {"tile": 4, "chunk": 16, "segments": 3}, False),  # the scan cut into segments, forward and backward
+        (1, {}, True),
+    ],
+)
+def test_fused_mixer_equals_composition(seqlen, tiling, biases):
+    weights = make_weights(biases=biases)
+    hidden = torch.randn(2, seqlen, 8, device=DEVICE, requires_grad=True)
+    grad_out = torch.randn(2, seqlen, 8, device=DEVICE)
+    with backend("torch"):
+        ref, ref_grads = output_and_grads(mamba_mixer_ref, hidden, weights, grad_out)
+    with backend("triton"):
+        out, grads = output_and_grads(lambda h, w: mamba_mixer_fused(h, w, **tiling), hidden, weights, grad_out)
+    assert rel_err(out, ref) < 1e-5
+    names = ["hidden", *(n for n, p in zip(MixerWeights._fields, weights, strict=True) if p is not None)]
+    for name, got, want in zip(names, grads, ref_grads, strict=True):
+        assert rel_err(got, want) < 1e-4, name
+
+
+def test_fused_mixer_under_bfloat16_autocast():
+    """Autocast runs the products in bfloat16 as nn.Linear would; gradients come back in the parameters' float32."""
+    weights = make_weights()
+    hidden = torch.randn(2, 70, 8, device=DEVICE, requires_grad=True)
+    grad_out = torch.randn(2, 70, 8, device=DEVICE)
+    results = {}
+    for name in ("torch", "triton"):
+        with backend(name), torch.autocast(DEVICE, torch.bfloat16):
+            results[name] = output_and_grads(mamba_mixer_fn, hidden, weights, grad_out)
+    (ref, ref_grads), (out, grads) = results["torch"], results["triton"]
+    assert out.dtype == ref.dtype == torch.bfloat16
+    assert rel_err(out, ref) < 2e-2
+    for got, want in zip(grads, ref_grads, strict=True):
+        assert got.dtype == want.dtype
+        assert rel_err(got, want) < 5e-2
+
+
+def test_fused_mixer_keeps_its_input_not_its_activations():
+    """What the backward holds: the input, x_proj's output, the scan's float32 state every CHUNK positions (and the
+    parameters), not in_proj's, the conv's, dt_proj's or the scan's outputs."""
+    batch, seqlen, d_model, d_inner, d_state, dt_rank = 2, 256, 8, 16, 4, 3
+    weights = make_weights(d_model, d_inner, d_state, dt_rank)
+    hidden = torch.randn(batch, seqlen, d_model, device=DEVICE, requires_grad=True)
+    params = {p.data_ptr() for p in weights if p is not None}
+    saved = {}
+
+    def pack(t):
+        if t.data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with backend("triton"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mamba_mixer_fn(hidden, weights)
+    per_token = sum(saved.values()) / (batch * seqlen)
+    expected = 4 * d_model + 4 * (dt_rank + 2 * d_state) + 4 * d_inner * d_state // CHUNK
+    assert per_token == pytest.approx(expected, rel=0.01), per_token
