@@ -284,6 +284,7 @@ def _scan_bwd_kernel(
         if HAS_CARRY:
             seg_row = b64 * n_segments + pid_s
             w += tl.load(carry_ptr + seg_row * dstate * dim + state_offs, mask=mask_nd, other=0.0)
+        w = in_scan_layout(w, TILE)  # else it keeps the load's layout, and every tile's first step moves it
         dA_acc = tl.sum(zeros3, axis=0)
         dD_acc = tl.sum(zeros3, axis=1)  # (T, D): summed over positions once per item
         dbias_acc = tl.sum(zeros3, axis=1)
@@ -348,6 +349,7 @@ def _scan_bwd_kernel(
                         dt_tile, u_tile, B_tile, C_tile, g_tile, z_tile, t0, c0, seg_end,
                         s_dt_l, s_u_l, s_B_l, s_C_l, s_g_l, s_z_l, offs_t, offs_n, mask_d, dstate, HAS_Z,
                     )  # fmt: skip
+                h0 = in_scan_layout(h0, TILE)  # as w (both: sm_90 backward sweep 1193 -> 1135 SASS instructions)
                 dt, slope = step_sizes(raw_dt, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
                 dy, zsig = output_grad(dout, z, HAS_Z)
                 B3 = B2[:, :, None]
