@@ -234,6 +234,7 @@ def _scan_bwd_kernel(
     CHUNK: tl.constexpr,
     LOG_D: tl.constexpr,
     LEVELS: tl.constexpr,
+    STATE_LEVELS: tl.constexpr,
     PREFETCH: tl.constexpr,
     FAST: tl.constexpr,
 ):
@@ -244,9 +245,10 @@ def _scan_bwd_kernel(
     block_offs = offs_n[:, None] * BLOCK_D + offs_c[None, :]
     scratch = scratch_ptr + tl.program_id(0).to(tl.int64) * (CHUNK // TILE) * BLOCK_N * BLOCK_D + block_offs
     zeros3 = tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32)  # accumulators start as slices of a tile
-    first_row, owner = scattered_rows(offs_c, TILE, LOG_D, LEVELS)
+    first_row, first_state, owner = scattered_rows(offs_c, TILE, BLOCK_N, LOG_D, LEVELS, STATE_LEVELS)
     sums_rows = tl.arange(0, TILE >> LEVELS)[:, None, None] + first_row[None, None, :]  # (T >> LEVELS, 1, D)
-    sums_owner = owner[None, None, :]
+    sums_states = tl.arange(0, BLOCK_N >> STATE_LEVELS)[None, :, None] + first_state[None, None, :]
+    sums_owner = owner[None, None, :] & (sums_states < dstate)
     n_items = n_dblocks * batch * n_segments
 
     item = tl.atomic_add(counter_ptr, 1)
@@ -273,7 +275,7 @@ def _scan_bwd_kernel(
         dz_tile = dz_ptr + b64 * s_dz_b + (tile_td[0] * s_dz_l + tile_td[1] * s_dz_d)
         B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
         C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
-        dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + offs_n[None, :, None])
+        dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + sums_states)
 
         # The adjoint entering this segment from the right: d last_state, or the passed carry.
         w = tl.sum(zeros3, axis=0)
@@ -366,9 +368,9 @@ def _scan_bwd_kernel(
                     tl.store(dz_tile + t64 * s_dz_l, dz.to(dz_ptr.dtype.element_ty), mask=mask)
                 g, decayed = adjoint_scan(decay, C3 * dy[:, None, :], w, offs_t, TILE)
                 w = row(decayed, 0, offs_t)
-                # (T >> LEVELS, N, D) sums over the channels, each lane holding other positions (common/lanes.py)
-                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS)
-                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS)
+                # (T >> LEVELS, N >> STATE_LEVELS, D) channel sums, lanes holding other (position, state) pairs
+                dC = sum_channels_scattered(hs * dy[:, None, :], offs_c, TILE, LOG_D, LEVELS, STATE_LEVELS)
+                dB = sum_channels_scattered(g * x[:, None, :], offs_c, TILE, LOG_D, LEVELS, STATE_LEVELS)
                 ge = decayed * previous_states(hs, h0, offs_t, TILE)  # g_t a_t h_{t-1}, not hs - inp: exact
                 dA_acc = accumulate_rows(dA_acc, ge, dt[:, None, :], offs_t, TILE)
                 gB = tl.sum(g * B3, axis=1)  # (T, D)
@@ -381,7 +383,7 @@ def _scan_bwd_kernel(
                 dbias_acc += ddelta
                 tl.store(du_tile + t64 * s_du_l, du.to(du_ptr.dtype.element_ty), mask=mask)
                 tl.store(ddt_tile + t64 * s_ddt_l, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
-                mask_sums = sums_owner & ((t0 + sums_rows) < seg_end) & mask_n[None, :, None]
+                mask_sums = sums_owner & ((t0 + sums_rows) < seg_end)
                 tl.atomic_add(dB_ptr + dBC_rows + t64 * dstate, dB, mask=mask_sums, sem="relaxed")
                 tl.atomic_add(dC_ptr + dBC_rows + t64 * dstate, dC, mask=mask_sums, sem="relaxed")
             tl.debug_barrier()
@@ -462,6 +464,10 @@ def scan_bwd(
     dh0 = torch.empty(batch, dim, dstate, **f32) if want_dh0 else None
     n_items = n_dblocks * batch * segments
     log_d = block_d.bit_length() - 1
+    # halvings of the tiles' positions, then of their states (common/lanes.py): at most log2(block_n) - 1 of the
+    # states, as a thread holds half of them (Triton puts the other half on a second lane) and they split in registers
+    levels = min(log_d, tile.bit_length() - 1)
+    state_levels = min(log_d - levels, max(tiling.block_n.bit_length() - 2, 0))
     programs = _programs(device, n_items)
     scratch = torch.empty(programs, chunk // tile, tiling.block_n, block_d, **f32)
     counter = torch.zeros(1, device=device, dtype=torch.int32)
@@ -477,7 +483,7 @@ def scan_bwd(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_CARRY=carry is not None, HAS_DLAST=d_last is not None and carry is None, WANT_DH0=want_dh0,
         BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, CHUNK=chunk, LOG_D=log_d,
-        LEVELS=min(log_d, tile.bit_length() - 1), PREFETCH=tiling.prefetch, FAST=fast, num_warps=1,
+        LEVELS=levels, STATE_LEVELS=state_levels, PREFETCH=tiling.prefetch, FAST=fast, num_warps=1,
         **launch_options(tiling),
     )  # fmt: skip
     dB = dB.permute(0, 1, 3, 2)  # (batch, groups, dstate, seqlen)
