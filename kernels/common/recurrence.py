@@ -102,7 +102,9 @@ def adjoint_scan(decay, c, w, offs_t, TILE: tl.constexpr):
 @triton.jit
 def accumulate_rows(acc, x, weight, offs_t, TILE: tl.constexpr):
     """acc + sum over the tile's rows of x_t weight_t, as one fused multiply-add per element (a tree sum of the
-    products would cost a multiply and an add)."""
+    products would cost a multiply and an add). ``weight`` may be (TILE, 1, B): it is broadcast to x's shape first,
+    since a (TILE, 1, B) tile takes a layout of its own whose rows cost shuffles to pick."""
+    weight = tl.broadcast_to(weight, x.shape)
     for i in tl.static_range(TILE):
         acc += row(x, i, offs_t) * row(weight, i, offs_t)
     return acc

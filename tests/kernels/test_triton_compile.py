@@ -23,7 +23,9 @@ from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel  # noqa: E
 SCAN = dict(BLOCK_D=16, BLOCK_N=16, TILE=4, FAST=True)
 SCAN_FULL = dict(SCAN, CHUNK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)  # every optional input
 SCAN_FWD = dict(SCAN_FULL, HAS_START=True, STATE_ONLY=False, SAVE_CHUNKS=True, WRITE_LAST=True)
-SCAN_BWD = dict(SCAN_FULL, HAS_CARRY=True, HAS_DLAST=True, WANT_DH0=True, WRITE_OUT=True, LOG_D=4, LEVELS=2)
+SCAN_BWD = dict(
+    SCAN_FULL, HAS_CARRY=True, HAS_DLAST=True, WANT_DH0=True, WRITE_OUT=True, LOG_D=4, LEVELS=2, STATE_LEVELS=2
+)
 CASES = {
     "scan_fwd": (_scan_fwd_kernel, 1, dict(SCAN_FWD, PREFETCH=True)),
     "scan_fwd_state_only": (_scan_fwd_kernel, 1, dict(SCAN_FWD, STATE_ONLY=True, PREFETCH=False)),
