@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genossm.kernels import MixerWeights, mamba_mixer_fn, mamba_mixer_ref
+from genossm.kernels import MixerWeights, mamba_mixer_fn
+from genossm.kernels.mamba_mixer import mixer_after_in_proj
 
 from .state import MixerState, next_conv_state, state_dtype
 
@@ -131,11 +132,10 @@ class Mamba(nn.Module):
         """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
         if state is None:
             return mamba_mixer_fn(hidden_states, self.weights())
-        # the conv's new state is its last d_conv inputs: in_proj of the last d_conv positions only
-        x_tail = self.in_proj(hidden_states[:, -self.d_conv :])[..., : self.d_inner].transpose(1, 2)
-        history = state.conv.to(x_tail.dtype)
-        state.conv = next_conv_state(history, x_tail)
-        out, state.ssm = mamba_mixer_ref(hidden_states, self.weights(), history[:, :, 1:], state.ssm)
+        xz = self.in_proj(hidden_states)
+        history = state.conv.to(xz.dtype)
+        state.conv = next_conv_state(history, xz[..., : self.d_inner].transpose(1, 2))  # the conv's last inputs
+        out, state.ssm = mixer_after_in_proj(xz, self.weights(), history[:, :, 1:], state.ssm)
         return out
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:

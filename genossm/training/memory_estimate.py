@@ -24,11 +24,15 @@ skipped):
   little (width 128 x 6 blocks at 2^20: 4.4 KB of block inputs per token against plain mode's 6.7 KB).
 - **Segmented mode** is checkpoint mode over one segment: what a segment carries to the next is its recurrent
   state alone (the conv window is a d_conv-wide tensor of its own, models/state.py ``next_conv_state``, not a view
-  that keeps the segment's conv input alive), and its logits are freed before its backward.
+  that keeps the segment's conv input alive), and its logits are freed before its backward. With a carried state,
+  the Mamba-1 mixer runs the composition of its ops, which keeps what autograd saves for them (in_proj's output,
+  the conv output, delta, the scan output: 3,544 bytes per token per block at width 128).
 - **The loss** holds float32 logits, their log-softmax and its gradients (12 bytes x vocabulary per token) beside
   the final norm's saved tensors; with the 16-token DNA vocabulary it is never the peak.
 - **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
-  token of the step), and in segmented mode the float32 start states of every segment.
+  token of the step), in segmented mode the float32 start states of every segment, and two workspaces counted in
+  the working set: cuBLAS's (32 MiB) and, for Mamba-1, the scan backward's scratch buffer (each of its persistent
+  programs holds a chunk's tile start states: 66 MiB on a 132-SM H100 at d_state 16).
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
 modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while
@@ -66,6 +70,10 @@ DTYPES = {"bfloat16": 2, "float32": 4}
 TASKS = ("lm", "classification")
 FP32 = 4
 INPUT_BYTES = {"lm": 16, "classification": 8}  # int64 token ids (and labels) per token
+CUBLAS_WORKSPACE = 32 * 2**20  # PyTorch's default cuBLAS workspace (CUBLAS_WORKSPACE_CONFIG :4096:8)
+H100_SMS = 132
+SCAN_BWD_PROGRAMS_PER_SM = 16  # persistent programs of the scan backward (kernels/selective_scan/fused_bwd.py)
+SCAN_BWD_BLOCK_D, SCAN_BWD_TILE_ELEMENTS = 16, 1024  # its channels per program; tile = 1024 // (states x channels)
 SCAN_STATE_SPACING = 128  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
 MAX_SEQLEN = 2**40  # the search for the longest sequence stops here
 
@@ -82,6 +90,8 @@ class BlockBytes:
     """Buffers of the block's backward at its peak, besides ``kept``."""
     state: int
     """The float32 recurrent state (conv window and SSM state) of one sequence."""
+    workspace: int = 0
+    """Fixed bytes of the block's backward (not per token)."""
 
 
 def _norm_saved(d: int) -> int:
@@ -89,15 +99,26 @@ def _norm_saved(d: int) -> int:
     return FP32 * d + 2 * FP32
 
 
-def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
+def _mamba1_bytes(mixer: nn.Module, act: int, fused: bool) -> BlockBytes:
+    """``fused``: the mixer as one op (kernels/mamba_mixer, a step from a zero state); else the composition of the
+    ops under autograd (models/mamba1.py's path with a carried state, as segmented training runs it)."""
     d, e, n, rank = mixer.d_model, mixer.d_inner, mixer.d_state, mixer.dt_rank
     scan_saved = FP32 * e * n // SCAN_STATE_SPACING
-    kept = _norm_saved(d) + act * (d + rank + 2 * n) + scan_saved  # norm output, x_proj output, scan states
-    forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
     cast = 2 * act * n if act < FP32 else 0  # dB and dC cast back from their float32 accumulators
-    # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
-    backward = act * (d + 6 * e) + 2 * FP32 * n + cast
-    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n))
+    if fused:
+        kept = _norm_saved(d) + act * (d + rank + 2 * n) + scan_saved  # norm output, x_proj output, scan states
+        forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
+        # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
+        backward = act * (d + 6 * e) + 2 * FP32 * n + cast
+    else:
+        # norm output, in_proj output (x, z), conv output, x_proj output (dt, B, C), delta, scan output
+        kept = _norm_saved(d) + act * (d + 2 * e + e + rank + 2 * n + e + e) + scan_saved
+        forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states go
+        backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
+    block_n = 1 << max(1, (n - 1).bit_length())
+    tile = max(2, min(16, SCAN_BWD_TILE_ELEMENTS // (block_n * SCAN_BWD_BLOCK_D)))
+    scratch = H100_SMS * SCAN_BWD_PROGRAMS_PER_SM * (SCAN_STATE_SPACING // tile) * block_n * SCAN_BWD_BLOCK_D * FP32
+    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n), scratch)
 
 
 def ssd_backward_tiles(chunk: int, headdim: int, dstate: int, act: int) -> int:
@@ -139,17 +160,18 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
 
 
-def block_bytes(block: nn.Module, act: int) -> BlockBytes:
-    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations."""
+def block_bytes(block: nn.Module, act: int, stateful: bool = False) -> BlockBytes:
+    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations; ``stateful``:
+    run with a carried state (segmented training), which takes Mamba-1's unfused path."""
     mixer = block.mixer
-    counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act)
+    counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act, not stateful)
     if block.mlp is None:
         return counts
     hidden = block.mlp.fc2.in_features
     mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
     # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
     backward = max(counts.backward - mlp, 2 * act * hidden)
-    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.state)
+    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.state, counts.workspace)
 
 
 @dataclass(frozen=True)
@@ -197,6 +219,9 @@ class StepMemory:
         model = MambaLMHeadModel(config, device="meta")  # shapes only: no memory, no compute
         self.parameters = sum(p.numel() for p in model.parameters())
         self.block = block_bytes(model.backbone.layers[0], self.act)
+        self.stateful_block = block_bytes(model.backbone.layers[0], self.act, stateful=True)
+        self.workspace = CUBLAS_WORKSPACE + self.block.workspace
+        """Fixed bytes of the backward: cuBLAS's workspace and the scan backward's scratch buffer."""
 
     def estimate(
         self, seqlen: int, batch: int = 1, mode: str = "plain", segment_len: int = DEFAULT_SEGMENT_LEN, micro_batches=1
@@ -208,7 +233,7 @@ class StepMemory:
             raise ValueError("segmented memory mode trains language models only")
         if min(seqlen, batch, micro_batches, segment_len) < 1:
             raise ValueError("seqlen, batch, micro_batches and segment_len must be positive")
-        act, block = self.act, self.block
+        act, block = self.act, self.stateful_block if mode == "segmented" else self.block
         d, layers = self.config.d_model, self.config.n_layer
         inputs = INPUT_BYTES[self.task] * micro_batches * batch * seqlen
         # The head: the loss (float32 logits, log-softmax and its gradient; the LM head's input is saved), then the
@@ -234,7 +259,7 @@ class StepMemory:
             ]
         tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
         kept, working = max(phases, key=sum)
-        return MemoryEstimate(mode, 16 * self.parameters, inputs, tokens * kept, tokens * working)
+        return MemoryEstimate(mode, 16 * self.parameters, inputs, tokens * kept, tokens * working + self.workspace)
 
     def peak(self, shapes: Sequence[StepShape], mode: str, segment_len: int = DEFAULT_SEGMENT_LEN) -> int:
         """The largest predicted peak over the step shapes of a run (its sequence-length stages)."""

@@ -14,3 +14,9 @@ def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     if x.stride(1) == 1 and seqlen > 1:
         return torch.empty(batch, seqlen, dim, device=x.device, dtype=dtype).transpose(1, 2)
     return torch.empty(batch, dim, seqlen, device=x.device, dtype=dtype)
+
+
+def backward_will_run(*tensors: Tensor | None) -> bool:
+    """Whether autograd records an op on these inputs (for an autograd.Function, asked before ``apply``: inside
+    ``forward`` grad mode is off, and ``ctx.needs_input_grad`` is true for parameters even under ``no_grad``)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

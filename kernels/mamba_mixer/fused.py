@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..common.tensors import backward_will_run
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import scan_fwd
@@ -74,7 +75,7 @@ def _weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
 
 class MambaMixerFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, overrides: dict, *weights: Tensor | None) -> Tensor:
+    def forward(ctx, hidden: Tensor, overrides: dict, save: bool, *weights: Tensor | None) -> Tensor:
         dtype = _compute_dtype(hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.to(dtype)
@@ -83,7 +84,6 @@ class MambaMixerFn(torch.autograd.Function):
             B, C = _B_C(x_dbl, w)
             batch, d_inner, seqlen = u.shape
             tiling = plan_scan(batch, d_inner, w.d_state, seqlen, 1, u.device, **overrides)
-            save = any(ctx.needs_input_grad)
             A2 = (w.A.float() * LOG2E).contiguous()
             y, _, chunks = scan_fwd(u, delta, A2, B, C, w.D, z, w.dt_bias, True, None, tiling, save_chunks=save)
             out = F.linear(y.transpose(1, 2), w.out_proj, w.out_proj_bias)
@@ -140,6 +140,7 @@ class MambaMixerFn(torch.autograd.Function):
         return (
             dhidden.view(dout.shape).to(ctx.hidden_dtype),
             None,
+            None,
             *(g.to(p.dtype) if g is not None and p is not None else None for g, p in zip(grads, weights, strict=True)),
         )
 
@@ -147,4 +148,4 @@ class MambaMixerFn(torch.autograd.Function):
 def mamba_mixer_fused(hidden: Tensor, w: MixerWeights, **tiling_overrides: int | bool | None) -> Tensor:
     """:func:`~.interface.mamba_mixer_fn` on the Triton kernels; ``tiling_overrides`` as for the scan
     (:func:`~..selective_scan.tiling.plan_scan`'s keywords: tests force several chunks and segments)."""
-    return MambaMixerFn.apply(hidden, tiling_overrides, *w)
+    return MambaMixerFn.apply(hidden, tiling_overrides, backward_will_run(hidden, *w), *w)

@@ -22,9 +22,20 @@ def mamba_mixer_ref(
     the sequence; with ``initial_state`` (batch, d_inner, d_state) the scan continues from it and the state after
     the last position is returned too.
     """
+    return mixer_after_in_proj(F.linear(hidden, w.in_proj, w.in_proj_bias), w, conv_initial, initial_state)
+
+
+def mixer_after_in_proj(
+    xz: Tensor,
+    w: MixerWeights,
+    conv_initial: Tensor | None = None,
+    initial_state: Tensor | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`mamba_mixer_ref` from in_proj's output xz (batch, seqlen, 2 d_inner) on, for a caller that needs x
+    itself (the stateful path, whose conv state is x's last positions)."""
     d_inner = w.A.shape[0]
     # split before transposing: the backward then concatenates dx and dz along their contiguous axis
-    x, z = (half.transpose(1, 2) for half in F.linear(hidden, w.in_proj, w.in_proj_bias).split(d_inner, dim=-1))
+    x, z = (half.transpose(1, 2) for half in xz.split(d_inner, dim=-1))
     x = causal_conv1d_fn(x, w.conv, w.conv_bias, initial_states=conv_initial, activation="silu")
     dt, B, C = F.linear(x.transpose(1, 2), w.x_proj).split([w.dt_rank, w.d_state, w.d_state], dim=-1)
     y = selective_scan_fn(

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..common.tensors import backward_will_run
 from .fused_bwd import scan_bwd
 from .fused_fwd import scan_fwd
 from .tiling import ScanTiling, plan_scan
@@ -18,9 +19,8 @@ class SelectiveScanFn(torch.autograd.Function):
     """Forward saves the inputs and one float32 state per ``chunk`` positions; backward recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling: ScanTiling):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling: ScanTiling, save):
         A2 = (A.float() * LOG2E).contiguous()
-        save = any(ctx.needs_input_grad)  # forward runs under no_grad; this says whether a backward will come
         out, last, chunks = scan_fwd(
             u, delta, A2, B, C, D, z, delta_bias, delta_softplus, initial_state, tiling, save_chunks=save
         )
@@ -52,6 +52,7 @@ class SelectiveScanFn(torch.autograd.Function):
             dh0.to(ctx.initial_dtype) if dh0 is not None else None,
             None,
             None,
+            None,
         )
 
 
@@ -80,5 +81,6 @@ def selective_scan_fused(
     D = D.contiguous() if D is not None else None  # the kernels read D and delta_bias with unit stride
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
     tiling = plan_scan(batch, dim, A.shape[1], seqlen, groups, u.device, **tiling_overrides)
-    out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling)
+    inputs = (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    out, last = SelectiveScanFn.apply(*inputs, delta_softplus, tiling, backward_will_run(*inputs))
     return (out, last) if return_last_state else out

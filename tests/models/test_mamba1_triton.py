@@ -7,11 +7,13 @@ from conftest import rel_err
 from genossm.kernels import backend
 from genossm.models import MambaConfig, MambaLMHeadModel
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the interpreter runs the kernels on the CPU
+
 
 def test_triton_path_equals_torch_path():
     config = MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"layer": "Mamba1", "d_state": 4})
-    model = MambaLMHeadModel(config)
-    ids = torch.randint(0, 12, (2, 23))
+    model = MambaLMHeadModel(config, device=DEVICE)
+    ids = torch.randint(0, 12, (2, 23), device=DEVICE)
     results = {}
     for name in ("torch", "triton"):
         model.zero_grad()
