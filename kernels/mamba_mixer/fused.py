@@ -74,6 +74,8 @@ def _weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
 
 
 class MambaMixerFn(torch.autograd.Function):
+    """The mixer forward, keeping its input, x_proj's output and the scan states; the backward recomputes the rest."""
+
     @staticmethod
     def forward(ctx, hidden: Tensor, overrides: dict, save: bool, *weights: Tensor | None) -> Tensor:
         dtype = _compute_dtype(hidden)
