@@ -115,10 +115,20 @@ def _mamba1_bytes(mixer: nn.Module, act: int, fused: bool) -> BlockBytes:
         kept = _norm_saved(d) + act * (d + 2 * e + e + rank + 2 * n + e + e) + scan_saved
         forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states go
         backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
-    block_n = 1 << max(1, (n - 1).bit_length())
-    tile = max(2, min(16, SCAN_BWD_TILE_ELEMENTS // (block_n * SCAN_BWD_BLOCK_D)))
-    scratch = H100_SMS * SCAN_BWD_PROGRAMS_PER_SM * (SCAN_STATE_SPACING // tile) * block_n * SCAN_BWD_BLOCK_D * FP32
-    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n), scratch)
+    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n), scan_backward_scratch(n))
+
+
+def scan_backward_tile(dstate: int) -> tuple[int, int]:
+    """(states padded to a power of two, positions per tile) of the scan backward (kernels/selective_scan/tiling.py
+    ``plan_scan``)."""
+    block_n = 1 << max(1, (dstate - 1).bit_length())
+    return block_n, max(2, min(16, SCAN_BWD_TILE_ELEMENTS // (block_n * SCAN_BWD_BLOCK_D)))
+
+
+def scan_backward_scratch(dstate: int) -> int:
+    """Bytes of the scan backward's scratch buffer: every persistent program holds one chunk's tile start states."""
+    block_n, tile = scan_backward_tile(dstate)
+    return H100_SMS * SCAN_BWD_PROGRAMS_PER_SM * (SCAN_STATE_SPACING // tile) * block_n * SCAN_BWD_BLOCK_D * FP32
 
 
 def ssd_backward_tiles(chunk: int, headdim: int, dstate: int, act: int) -> int:

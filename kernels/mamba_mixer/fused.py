@@ -12,8 +12,6 @@ is added to du in place, which also saves the concatenation and the sum that aut
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,11 +19,9 @@ from torch import Tensor
 from ..common.tensors import backward_will_run
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
-from ..selective_scan.fused_fwd import scan_fwd
+from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
 from ..selective_scan.tiling import ScanTiling, plan_scan
 from .weights import MixerWeights
-
-LOG2E = math.log2(math.e)
 
 
 def _compute_dtype(hidden: Tensor) -> torch.dtype:
@@ -86,7 +82,7 @@ class MambaMixerFn(torch.autograd.Function):
             B, C = _B_C(x_dbl, w)
             batch, d_inner, seqlen = u.shape
             tiling = plan_scan(batch, d_inner, w.d_state, seqlen, 1, u.device, **overrides)
-            A2 = (w.A.float() * LOG2E).contiguous()
+            A2 = exp2_rates(w.A)
             y, _, chunks = scan_fwd(u, delta, A2, B, C, w.D, z, w.dt_bias, True, None, tiling, save_chunks=save)
             out = F.linear(y.transpose(1, 2), w.out_proj, w.out_proj_bias)
         ctx.save_for_backward(h, x_dbl, chunks, *weights)
@@ -103,7 +99,7 @@ class MambaMixerFn(torch.autograd.Function):
             x, z, u, x_dbl, delta = _scan_inputs(h, w, x_dbl)
             B, C = _B_C(x_dbl, w)
             d_inner = w.A.shape[0]
-            A2 = (w.A.float() * LOG2E).contiguous()
+            A2 = exp2_rates(w.A)
             d_gated = (dout @ w.out_proj).transpose(1, 2)
             # in place: ddelta over delta, dz over z (in_proj's output), the gated output over its gradient
             du, ddelta, dA, dB, dC, dD, dz, ddt_bias, _ = scan_bwd(

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ..common.tensors import backward_will_run
 from .fused_bwd import scan_bwd
-from .fused_fwd import scan_fwd
+from .fused_fwd import exp2_rates, scan_fwd
 from .tiling import ScanTiling, plan_scan
-
-LOG2E = math.log2(math.e)
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -20,7 +16,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, tiling: ScanTiling, save):
-        A2 = (A.float() * LOG2E).contiguous()
+        A2 = exp2_rates(A)
         out, last, chunks = scan_fwd(
             u, delta, A2, B, C, D, z, delta_bias, delta_softplus, initial_state, tiling, save_chunks=save
         )
@@ -35,7 +31,7 @@ class SelectiveScanFn(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, chunks = ctx.saved_tensors
         if dout is None:
             dout = torch.zeros_like(u)
-        A2 = (A.float() * LOG2E).contiguous()
+        A2 = exp2_rates(A)
         want_dh0 = ctx.needs_input_grad[8]
         du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = scan_bwd(
             dout, d_last, u, delta, A2, B, C, D, z, delta_bias, ctx.delta_softplus, chunks, ctx.tiling, want_dh0

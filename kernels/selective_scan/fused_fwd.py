@@ -12,6 +12,8 @@ writes only the segment's end state and its summed step size (see ``kernels/comm
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -212,6 +214,11 @@ def _scan_fwd_kernel(
         if pid_s == n_segments - 1:
             last = last_ptr + b64 * dim * dstate + offs_d[None, :] * dstate + offs_n[:, None]
             tl.store(last, h, mask=mask_nd)
+
+
+def exp2_rates(A: Tensor) -> Tensor:
+    """A * log2(e) as the kernels take it (contiguous float32): the decays are then exp2(dt A2), one ``ex2`` each."""
+    return (A.float() * math.log2(math.e)).contiguous()
 
 
 def as_groups(BC: Tensor) -> Tensor:

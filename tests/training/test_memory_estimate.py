@@ -133,10 +133,16 @@ def test_mirrored_kernel_constants_match_the_kernels():
     import torch
 
     from genossm.kernels.norm.gated_triton import _launch_shape
-    from genossm.kernels.selective_scan.tiling import CHUNK
+    from genossm.kernels.selective_scan import fused_bwd
+    from genossm.kernels.selective_scan.tiling import BWD_BLOCK_D, CHUNK, plan_scan
     from genossm.kernels.ssd.tiling import ssd_tiles
 
     assert memory_estimate.SCAN_STATE_SPACING == CHUNK
+    assert memory_estimate.SCAN_BWD_PROGRAMS_PER_SM == fused_bwd.PROGRAMS_PER_SM
+    assert memory_estimate.SCAN_BWD_BLOCK_D == BWD_BLOCK_D
+    for dstate in (1, 4, 16, 24, 64):
+        tiling = plan_scan(4, 256, dstate, 4096, 1, torch.device("cpu"))
+        assert memory_estimate.scan_backward_tile(dstate) == (tiling.block_n, tiling.bwd_tile)
     for group_size in (16, 64, 100, 256, 512, 1024, 4096):
         assert gated_norm_rows(group_size) == _launch_shape(group_size)[0]
     for chunk, headdim, dstate in [(256, 64, 128), (64, 64, 128), (128, 32, 64), (256, 16, 16), (48, 64, 256)]:
