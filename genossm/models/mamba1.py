@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genossm.kernels import MixerWeights, mamba_mixer_fn
-from genossm.kernels.mamba_mixer import mixer_after_in_proj
 
 from .state import MixerState, next_conv_state, state_dtype
 
@@ -132,10 +131,9 @@ class Mamba(nn.Module):
         """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
         if state is None:
             return mamba_mixer_fn(hidden_states, self.weights())
-        xz = self.in_proj(hidden_states)
-        history = state.conv.to(xz.dtype)
-        state.conv = next_conv_state(history, xz[..., : self.d_inner].transpose(1, 2))  # the conv's last inputs
-        out, state.ssm = mixer_after_in_proj(xz, self.weights(), history[:, :, 1:], state.ssm)
+        # the conv's oldest input is dropped unread (the window shifts before it is used)
+        out, tail, state.ssm = mamba_mixer_fn(hidden_states, self.weights(), state.conv[:, :, 1:], state.ssm)
+        state.conv = next_conv_state(state.conv, tail.to(state.conv.dtype))  # the conv's last inputs
         return out
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:

@@ -12,8 +12,8 @@ SEGMENT_ABOVE = 2**20  # and trains language models in segments above this one
 @dataclass
 class MemoryPlan:
     """``plain`` keeps every activation; ``checkpoint`` keeps each block's inputs and recomputes the block in the
-    backward; ``segmented`` also splits the sequence into ``segment_len`` pieces trained exactly through the
-    carried state (checkpointed inside each segment)."""
+    backward; ``segmented`` splits the sequence into ``segment_len`` pieces trained exactly through the carried
+    state, keeping every activation of one piece at a time."""
 
     mode: str = "plain"
     segment_len: int = 0
@@ -27,7 +27,7 @@ class MemoryPlan:
     @property
     def checkpoint(self) -> bool:
         """Whether blocks are recomputed in the backward."""
-        return self.mode != "plain"
+        return self.mode == "checkpoint"
 
 
 def plan_by_length(seqlen: int, segment_len: int, segmented: bool = True) -> MemoryPlan:

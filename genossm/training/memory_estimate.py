@@ -3,9 +3,8 @@
 The prediction is ``torch.cuda.max_memory_allocated`` over one step (forward, backward, AdamW) under bfloat16
 autocast with float32 weights, as ``genossm bench model --train`` measures it. It counts bytes per token of what the
 code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv holds the H100 measurements it is
-checked against: within 2% in plain and checkpoint mode; segmented steps measured after the conv-state fix run
-0.10-0.20 GiB (2.4-5.7%) above it, fixed workspaces not counted here; the segmented rows measured before the fix are
-skipped):
+checked against: within 2% in plain and checkpoint mode; the segmented rows measured before segments ran in plain
+mode are skipped):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
   statistics (4d + 8) and the norm output (the mixer's input). The Mamba-1 mixer is one op
@@ -22,11 +21,9 @@ skipped):
   first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
   activations plus the working set. For Mamba-1, whose plain blocks keep little more than their inputs, this saves
   little (width 128 x 6 blocks at 2^20: 4.4 KB of block inputs per token against plain mode's 6.7 KB).
-- **Segmented mode** is checkpoint mode over one segment: what a segment carries to the next is its recurrent
-  state alone (the conv window is a d_conv-wide tensor of its own, models/state.py ``next_conv_state``, not a view
-  that keeps the segment's conv input alive), and its logits are freed before its backward. With a carried state,
-  the Mamba-1 mixer runs the composition of its ops, which keeps what autograd saves for them (in_proj's output,
-  the conv output, delta, the scan output: 3,544 bytes per token per block at width 128).
+- **Segmented mode** is plain mode over one segment: what a segment carries to the next is its recurrent state
+  alone (the conv window is a d_conv-wide tensor of its own, models/state.py ``next_conv_state``, not a view that
+  keeps the segment's conv input alive), and its logits are freed before its backward.
 - **The loss** holds float32 logits, their log-softmax and its gradients (12 bytes x vocabulary per token) beside
   the final norm's saved tensors; with the 16-token DNA vocabulary it is never the peak.
 - **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
@@ -36,8 +33,7 @@ skipped):
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
 modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while
-a block is recomputed, and in segmented mode the conv input's gradient from the carried state, which can then be
-the peak; such configs come out up to 7% low in the checkpointed modes.) The CUDA context, allocator rounding
+a block is recomputed; such configs come out up to 7% low in checkpoint mode.) The CUDA context, allocator rounding
 and fragmentation are not counted, so a run is taken to fit when its prediction is within :data:`USABLE_FRACTION`
 of the GPU's memory. scripts/trace_step_memory.py checks the counts on the CPU against the allocations of the
 Triton path.
@@ -64,8 +60,8 @@ USABLE_FRACTION = 0.9
 """Share of the GPU's memory a predicted peak may use (the rest: CUDA context, allocator rounding, fragmentation)."""
 DEFAULT_GPU_GIB = 80.0
 DEFAULT_SEGMENT_LEN = 2**18
-AUTO_SEGMENT_LENS = (2**18, 2**17, 2**16, 2**15, 2**14)
-"""Segment lengths ``auto`` tries, longest (fastest) first, when none is given."""
+AUTO_SEGMENT_LENS = (3 * 2**18, 2**19, 3 * 2**17, 2**18, 3 * 2**16, 2**17, 2**16, 2**15, 2**14)
+"""Segment lengths ``auto`` tries, longest (fastest: the least recomputed) first, when none is given."""
 DTYPES = {"bfloat16": 2, "float32": 4}
 TASKS = ("lm", "classification")
 FP32 = 4
@@ -99,22 +95,15 @@ def _norm_saved(d: int) -> int:
     return FP32 * d + 2 * FP32
 
 
-def _mamba1_bytes(mixer: nn.Module, act: int, fused: bool) -> BlockBytes:
-    """``fused``: the mixer as one op (kernels/mamba_mixer, a step from a zero state); else the composition of the
-    ops under autograd (models/mamba1.py's path with a carried state, as segmented training runs it)."""
+def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
+    """The mixer as one op (kernels/mamba_mixer)."""
     d, e, n, rank = mixer.d_model, mixer.d_inner, mixer.d_state, mixer.dt_rank
     scan_saved = FP32 * e * n // SCAN_STATE_SPACING
     cast = 2 * act * n if act < FP32 else 0  # dB and dC cast back from their float32 accumulators
-    if fused:
-        kept = _norm_saved(d) + act * (d + rank + 2 * n) + scan_saved  # norm output, x_proj output, scan states
-        forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
-        # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
-        backward = act * (d + 6 * e) + 2 * FP32 * n + cast
-    else:
-        # norm output, in_proj output (x, z), conv output, x_proj output (dt, B, C), delta, scan output
-        kept = _norm_saved(d) + act * (d + 2 * e + e + rank + 2 * n + e + e) + scan_saved
-        forward = max(kept, kept - scan_saved + act * d)  # during the scan, or at out_proj once its states go
-        backward = 3 * act * e + 2 * FP32 * n + cast  # du, ddelta, dz; dB, dC
+    kept = _norm_saved(d) + act * (d + rank + 2 * n) + scan_saved  # norm output, x_proj output, scan states
+    forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
+    # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
+    backward = act * (d + 6 * e) + 2 * FP32 * n + cast
     return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n), scan_backward_scratch(n))
 
 
@@ -170,11 +159,10 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
 
 
-def block_bytes(block: nn.Module, act: int, stateful: bool = False) -> BlockBytes:
-    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations; ``stateful``:
-    run with a carried state (segmented training), which takes Mamba-1's unfused path."""
+def block_bytes(block: nn.Module, act: int) -> BlockBytes:
+    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations."""
     mixer = block.mixer
-    counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act, not stateful)
+    counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act)
     if block.mlp is None:
         return counts
     hidden = block.mlp.fc2.in_features
@@ -229,7 +217,6 @@ class StepMemory:
         model = MambaLMHeadModel(config, device="meta")  # shapes only: no memory, no compute
         self.parameters = sum(p.numel() for p in model.parameters())
         self.block = block_bytes(model.backbone.layers[0], self.act)
-        self.stateful_block = block_bytes(model.backbone.layers[0], self.act, stateful=True)
         self.workspace = CUBLAS_WORKSPACE + self.block.workspace
         """Fixed bytes of the backward: cuBLAS's workspace and the scan backward's scratch buffer."""
 
@@ -243,7 +230,7 @@ class StepMemory:
             raise ValueError("segmented memory mode trains language models only")
         if min(seqlen, batch, micro_batches, segment_len) < 1:
             raise ValueError("seqlen, batch, micro_batches and segment_len must be positive")
-        act, block = self.act, self.stateful_block if mode == "segmented" else self.block
+        act, block = self.act, self.block
         d, layers = self.config.d_model, self.config.n_layer
         inputs = INPUT_BYTES[self.task] * micro_batches * batch * seqlen
         # The head: the loss (float32 logits, log-softmax and its gradient; the LM head's input is saved), then the
@@ -252,16 +239,16 @@ class StepMemory:
         head = [(norm_saved + act * d, 3 * FP32 * self.config.padded_vocab_size)] if self.task == "lm" else []
         head.append((norm_saved, FP32 * d + 2 * act * d))
         top_block_work = FP32 * d + block.backward  # the residual stream's float32 gradient, the block's backward
-        if mode == "plain":
+        if mode == "segmented" and seqlen > segment_len:  # the float32 start states of every segment
+            inputs += math.ceil(seqlen / segment_len) * layers * block.state * batch
+        if mode != "checkpoint":  # plain, or segmented: plain over one segment
             phases = [
                 ((layers - 1) * block.kept, block.forward),
                 (layers * block.kept, top_block_work),
                 *((layers * block.kept + k, w) for k, w in head),
             ]
-        else:  # checkpoint, or segmented: checkpoint over one segment
+        else:
             block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
-            if mode == "segmented" and seqlen > segment_len:
-                inputs += math.ceil(seqlen / segment_len) * layers * block.state * batch
             phases = [
                 (block_inputs + block.kept, top_block_work),
                 (block_inputs, block.forward),
@@ -314,12 +301,15 @@ def fit_plan(
     modes: Sequence[str] = MODES,
     segment_lens: Sequence[int] = AUTO_SEGMENT_LENS,
 ) -> MemoryPlan:
-    """The fastest plan whose predicted peak fits the GPU: plain, then checkpoint, then segmented with the longest
-    of ``segment_lens`` that fits. A ValueError gives each mode's predicted peak when none fits."""
+    """The fastest plan whose predicted peak fits the GPU: plain, then segmented with the longest of ``segment_lens``
+    that fits (it recomputes the forward of all segments but the last, checkpoint mode of all blocks), then
+    checkpoint. A ValueError gives each mode's predicted peak when none fits."""
     budget = usable_bytes(gpu_bytes)
-    candidates = [MemoryPlan(m) for m in modes if m != "segmented"]
+    candidates = [MemoryPlan("plain")] if "plain" in modes else []
     if "segmented" in modes:
         candidates += [MemoryPlan("segmented", s) for s in segment_lens]
+    if "checkpoint" in modes:
+        candidates.append(MemoryPlan("checkpoint"))
     tried = []
     for plan in candidates:
         peak = memory.peak(shapes, plan.mode, plan.segment_len or DEFAULT_SEGMENT_LEN)

@@ -2,10 +2,13 @@
 segment by segment in reverse, handing the state gradient from each segment to the one before.
 
 Memory is set by the segment length, not by L; the gradients equal those of the unsegmented pass (they are not
-truncated). Cost: one extra forward (to find each segment's start states).
+truncated). Cost: the forward of every segment but the last, run once more (to find each segment's start states);
+the shorter segment, when the length is not a multiple, comes first so that the last is a whole one.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +48,8 @@ def segmented_lm_backward(
     (detached, float32).
     """
     batch, length = input_ids.shape
-    bounds = [(start, min(start + segment_len, length)) for start in range(0, length, segment_len)]
+    first = length - (math.ceil(length / segment_len) - 1) * segment_len
+    bounds = [(0, first)] + [(start, start + segment_len) for start in range(first, length, segment_len)]
     dtype = model.backbone.embedding.weight.dtype
     states = model.allocate_states(batch, dtype)
     starts = []

@@ -10,8 +10,14 @@ from .reference import mamba_mixer_ref
 from .weights import MixerWeights
 
 
-def mamba_mixer_fn(hidden: Tensor, weights: MixerWeights) -> Tensor:
-    """The Mamba-1 mixer (see ``reference.py``) on (batch, seqlen, d_model) inputs, from a zero state.
+def mamba_mixer_fn(
+    hidden: Tensor,
+    weights: MixerWeights,
+    conv_initial: Tensor | None = None,
+    initial_state: Tensor | None = None,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    """The Mamba-1 mixer (see ``reference.py``) on (batch, seqlen, d_model) inputs, from a zero state or, given
+    ``initial_state`` (and ``conv_initial``), from a carried one; it then returns the states to carry on as well.
 
     CUDA tensors run the fused op of ``fused.py``, which keeps only the mixer's input, x_proj's output and the scan's
     sparse states for the backward (about a seventh of what autograd keeps for the same ops); everything else (and
@@ -20,5 +26,5 @@ def mamba_mixer_fn(hidden: Tensor, weights: MixerWeights) -> Tensor:
     if hidden.dtype != torch.float64 and hidden.shape[1] > 0 and use_triton(hidden):
         from .fused import mamba_mixer_fused  # Triton is imported only here
 
-        return mamba_mixer_fused(hidden, weights)
-    return mamba_mixer_ref(hidden, weights)
+        return mamba_mixer_fused(hidden, weights, conv_initial, initial_state)
+    return mamba_mixer_ref(hidden, weights, conv_initial, initial_state)

@@ -99,3 +99,48 @@ def test_fused_mixer_keeps_its_input_not_its_activations():
     per_token = sum(saved.values()) / (batch * seqlen)
     expected = 4 * d_model + 4 * (dt_rank + 2 * d_state) + 4 * d_inner * d_state // CHUNK
     assert per_token == pytest.approx(expected, rel=0.01), per_token
+
+
+@pytest.mark.parametrize(
+    "seqlen,tiling",
+    [
+        (1, {}),  # shorter than the conv window: the carried window keeps part of the initial one
+        (2, {}),
+        (70, {}),
+        (150, {"tile": 4, "chunk": 16, "segments": 3}),
+    ],
+)
+def test_fused_mixer_from_a_carried_state(seqlen, tiling):
+    """From given conv and scan states: the output, the states carried on, and the gradients of all of them,
+    including those flowing in from the carried states (as the next segment of segmented training sends them)."""
+    batch, d_model, d_inner, d_state, d_conv = 2, 8, 16, 4, 4
+    weights = make_weights(d_model, d_inner, d_state, d_conv=d_conv)
+    hidden = torch.randn(batch, seqlen, d_model, device=DEVICE, requires_grad=True)
+    conv_initial = torch.randn(batch, d_inner, d_conv - 1, device=DEVICE, requires_grad=True)
+    initial_state = torch.randn(batch, d_inner, d_state, device=DEVICE, requires_grad=True)
+    k = min(seqlen, d_conv)
+    cotangents = (
+        torch.randn(batch, seqlen, d_model, device=DEVICE),
+        torch.randn(batch, d_inner, k, device=DEVICE),
+        torch.randn(batch, d_inner, d_state, device=DEVICE),
+    )
+    leaves = [hidden, conv_initial, initial_state, *(p for p in weights if p is not None)]
+
+    def run(mixer):
+        for p in leaves:
+            p.grad = None
+        outputs = mixer(hidden, weights, conv_initial, initial_state)
+        sum((o.float() * g).sum() for o, g in zip(outputs, cotangents, strict=True)).backward()
+        return outputs, [p.grad.clone() for p in leaves]
+
+    with backend("torch"):
+        ref, ref_grads = run(mamba_mixer_ref)
+    with backend("triton"):
+        got, grads = run(lambda *args: mamba_mixer_fused(*args, **tiling))
+    for name, a, b in zip(("out", "conv tail", "last state"), got, ref, strict=True):
+        assert a.shape == b.shape, name
+        assert rel_err(a, b) < 1e-5, name
+    names = ["hidden", "conv_initial", "initial_state"]
+    names += [n for n, p in zip(MixerWeights._fields, weights, strict=True) if p is not None]
+    for name, a, b in zip(names, grads, ref_grads, strict=True):
+        assert rel_err(a, b) < 1e-4, name

@@ -92,8 +92,7 @@ def test_segmented_is_flat_in_length_beyond_the_segment(name, memories):
     two = memory.estimate(2 * SEGMENT, 1, "segmented", SEGMENT)
     assert one.peak <= two.peak <= held[0].peak
     assert held[0].activations + held[0].working == one.activations + one.working  # segments carry only states
-    if memory.stateful_block == memory.block:  # Mamba-2: segmented is checkpoint over one segment
-        assert one.peak == memory.estimate(SEGMENT, 1, "checkpoint").peak
+    assert one.peak == memory.estimate(SEGMENT, 1, "plain").peak  # plain over one segment
 
 
 @pytest.mark.parametrize("name", ["mamba1-0.7m", "mamba2-7.5m"])
@@ -158,8 +157,10 @@ def test_fit_plan_picks_the_fastest_mode_that_fits(memories):
     memory, shape = memories["mamba1-0.7m"], [StepShape(2**20)]
     assert fit_plan(memory, shape, 80 * GIB) == MemoryPlan("plain")
     assert fit_plan(memory, shape, 16 * GIB) == MemoryPlan("plain")
-    assert fit_plan(memory, shape, int(10.5 * GIB)) == MemoryPlan("checkpoint")
-    assert fit_plan(memory, shape, 8 * GIB) == MemoryPlan("segmented", 2**18)
+    # segments recompute less than checkpoint mode does: the longest that fits
+    assert fit_plan(memory, shape, int(10.5 * GIB)) == MemoryPlan("segmented", 3 * 2**18)
+    assert fit_plan(memory, shape, 8 * GIB) == MemoryPlan("segmented", 2**19)
+    assert fit_plan(memory, shape, int(10.5 * GIB), modes=("plain", "checkpoint")) == MemoryPlan("checkpoint")
     small = fit_plan(memory, shape, 2 * GIB)
     assert small.mode == "segmented" and small.segment_len < 2**18
     assert memory.peak(shape, "segmented", small.segment_len) <= usable_bytes(2 * GIB)
@@ -196,10 +197,10 @@ def test_pretrain_auto_fits_the_gpu(monkeypatch):
     monkeypatch.setattr(memory_estimate, "gpu_memory", lambda: 16 * GIB)
     assert memory_plan(pretrain_options(tokens_per_step=2**20), config) == MemoryPlan("plain")
     monkeypatch.setattr(memory_estimate, "gpu_memory", lambda: int(10.5 * GIB))
-    assert memory_plan(pretrain_options(tokens_per_step=2**20), config) == MemoryPlan("checkpoint")
+    assert memory_plan(pretrain_options(tokens_per_step=2**20), config) == MemoryPlan("segmented", 3 * 2**18)
     assert memory_plan(pretrain_options(tokens_per_step=2**20, devices=2), config) == MemoryPlan("checkpoint")
     monkeypatch.setattr(memory_estimate, "gpu_memory", lambda: 8 * GIB)
-    assert memory_plan(pretrain_options(tokens_per_step=2**20), config) == MemoryPlan("segmented", 2**18)
+    assert memory_plan(pretrain_options(tokens_per_step=2**20), config) == MemoryPlan("segmented", 2**19)
     with pytest.raises(ValueError, match="will not fit"):  # several devices cannot train in segments
         memory_plan(pretrain_options(tokens_per_step=2**20, devices=2), config)
 
@@ -276,8 +277,8 @@ def table(output: str) -> dict[str, dict[str, str]]:
     [
         (80, "picks plain"),
         (16, "picks plain"),
-        (10.5, "picks checkpoint"),
-        (8, "picks segmented with segments of 262,144"),
+        (10.5, "picks segmented with segments of 786,432"),
+        (8, "picks segmented with segments of 524,288"),
         (0.5, "picks segmented with segments of 32,768"),
     ],
 )
