@@ -3,8 +3,7 @@
 The prediction is ``torch.cuda.max_memory_allocated`` over one step (forward, backward, AdamW) under bfloat16
 autocast with float32 weights, as ``genossm bench model --train`` measures it. It counts bytes per token of what the
 code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv holds the H100 measurements it is
-checked against: within 2% in plain and checkpoint mode; the segmented rows measured before segments ran in plain
-mode are skipped):
+checked against: within 2% in every mode):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
   statistics (4d + 8) and the norm output (the mixer's input). The Mamba-1 mixer is one op
@@ -29,7 +28,8 @@ mode are skipped):
 - **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
   token of the step), in segmented mode the float32 start states of every segment, and two workspaces counted in
   the working set: cuBLAS's (32 MiB) and, for Mamba-1, the scan backward's scratch buffer (each of its persistent
-  programs holds a chunk's tile start states: 66 MiB on a 132-SM H100 at d_state 16).
+  programs holds a chunk's tile start states: 66 MiB on a 132-SM H100 at d_state 16; the conv backward's ring of
+  dpre tiles, 12 MiB, is allocated after it is freed).
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
 modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while

@@ -6,7 +6,9 @@ Positions before the sequence read ``initial_states``. The backward recomputes `
     dpre[t] = dout[t] * silu'(pre[t]),   dx[t] = sum_k w[k] dpre[t + W - 1 - k],
     dw[k] = sum_t dpre[t] x[t - (W - 1) + k],   dbias = sum_t dpre[t],
 and the inputs before the sequence get their gradient from the same formula (d initial_states). Each program owns
-a (BLOCK_L positions x BLOCK_D channels) tile in any memory layout; shifted loads hit L1.
+a (BLOCK_L positions x BLOCK_D channels) tile in any memory layout; shifted loads hit L1. With initial states, the
+first tile of every sequence runs as a launch of its own: only it reads them, and the loads that would read them
+cost the backward 40% more registers (one program fewer per SM) and 25% more instructions in every tile.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def _load_shifted(x_tile, init_tile, src, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT
 @triton.jit
 def _pre_activation(x_tile, init_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_w_k, HAS_INIT, WIDTH):
     """bias + sum_k w[k] x[pos - (W - 1) + k] for a (BLOCK_L, BLOCK_D) tile, loading and adding one tap at a time.
-    (The backward's ``_taps_sum`` computes the same sum from tiles it already holds; written that way here, the
-    forward kept all W tiles live at once: 96 registers per thread instead of 80 for sm_90.)"""
+    (The backward sums the four input tiles it keeps for dw; summed that way here, the forward kept all W tiles
+    live at once: 96 registers per thread instead of 80 for sm_90.)"""
     pre = tl.zeros((pos.shape[0], bias.shape[0]), tl.float32) + bias[None, :]
     for k in tl.static_range(WIDTH):
         w = tl.load(w_ptrs + k * s_w_k, mask=mask_d, other=0.0).to(tl.float32)
@@ -50,7 +52,7 @@ def _pre_activation(x_tile, init_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l,
     return pre
 
 
-@triton.jit(do_not_specialize=["seqlen"])
+@triton.jit(do_not_specialize=["seqlen", "first_tile", "n_tiles"])
 def _conv_fwd_kernel(
     x_ptr,
     w_ptr,
@@ -59,6 +61,8 @@ def _conv_fwd_kernel(
     out_ptr,
     seqlen,
     dim,
+    first_tile,
+    n_tiles,
     s_x_b,
     s_x_d,
     s_x_l,
@@ -77,12 +81,13 @@ def _conv_fwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    n_dblocks, n_lblocks = tl.cdiv(dim, BLOCK_D), tl.cdiv(seqlen, BLOCK_L)
+    """Tiles ``first_tile`` to ``first_tile + n_tiles`` of every (batch, channel block)."""
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
     pid = tl.program_id(0)  # one flat axis: (batch, channel block, position block), positions fastest
-    pid_l, pid_d, pid_b = pid % n_lblocks, (pid // n_lblocks) % n_dblocks, pid // (n_lblocks * n_dblocks)
+    pid_l, pid_d, pid_b = pid % n_tiles, (pid // n_tiles) % n_dblocks, pid // (n_tiles * n_dblocks)
     b64 = pid_b.to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    pos = pid_l.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride passes 2^31
+    pos = (first_tile + pid_l).to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride
     mask_d = offs_d < dim
     x_tile = x_ptr + b64 * s_x_b + offs_d[None, :] * s_x_d
     init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
@@ -100,23 +105,6 @@ def _conv_fwd_kernel(
 
 
 @triton.jit
-def _neighbours(
-    x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, STEP: tl.constexpr, HAS_INIT: tl.constexpr,
-    WIDTH: tl.constexpr,
-):  # fmt: skip
-    """The inputs 1, 2 and 3 positions away from ``pos`` in direction STEP (-1 behind, +1 ahead), each loaded only
-    while within the width (zero beyond)."""
-    x_1 = _load_shifted(x_tile, init_tile, pos + STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    x_2 = tl.zeros_like(x_1)
-    x_3 = x_2
-    if WIDTH > 2:
-        x_2 = _load_shifted(x_tile, init_tile, pos + 2 * STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    if WIDTH > 3:
-        x_3 = _load_shifted(x_tile, init_tile, pos + 3 * STEP, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    return x_1, x_2, x_3
-
-
-@triton.jit
 def _tap(w_ptrs, m: tl.constexpr, s_w_k, mask_d, WIDTH: tl.constexpr):
     """v_m = w[W - 1 - m], the weight of the input m positions back (zero past the width)."""
     if m < WIDTH:
@@ -125,14 +113,11 @@ def _tap(w_ptrs, m: tl.constexpr, s_w_k, mask_d, WIDTH: tl.constexpr):
 
 
 @triton.jit
-def _taps_sum(first, v0, v1, v2, v3, a, b, c, d, WIDTH: tl.constexpr):
-    """first + v0 a + v1 b + v2 c + v3 d over the taps the width has ((L, D) tiles, (D,) taps)."""
-    out = first + v0[None, :] * a + v1[None, :] * b
-    if WIDTH > 2:
-        out += v2[None, :] * c
-    if WIDTH > 3:
-        out += v3[None, :] * d
-    return out
+def _behind(x_tile, init_tile, pos, m: tl.constexpr, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH: tl.constexpr):
+    """The inputs m positions behind ``pos`` (zero past the width)."""
+    if m < WIDTH:
+        return _load_shifted(x_tile, init_tile, pos - m, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+    return tl.zeros((pos.shape[0], mask_d.shape[0]), tl.float32)
 
 
 @triton.jit
@@ -147,36 +132,14 @@ def _pre_grad(dout_tile, pre, p, seqlen, mask_d, s_g_l, SILU: tl.constexpr):
 
 
 @triton.jit
-def _tile_grads(
-    x_tile, init_tile, dout_tile, pos, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
-    HAS_INIT: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr,
-):  # fmt: skip
-    """(dx, dpre, x, x_1, x_2, x_3) at positions ``pos``, x_m the input m positions back (zero past the width).
-
-    dx[t] = sum_m v_m dpre[t + m] needs the pre-activations W - 1 positions ahead, and those the inputs W - 1
-    positions behind them: each of the 2W - 1 shifted input tiles is loaded once (from L1) and used by every tap.
-    """
-    x = _load_shifted(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-    x_1, x_2, x_3 = _neighbours(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, -1, HAS_INIT, WIDTH)
-    x1, x2, x3 = _neighbours(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, 1, HAS_INIT, WIDTH)
-    first = tl.zeros_like(x) + bias[None, :]
-    dpre = _pre_grad(
-        dout_tile, _taps_sum(first, v0, v1, v2, v3, x, x_1, x_2, x_3, WIDTH), pos, seqlen, mask_d, s_g_l, SILU
-    )
-    dpre1 = _pre_grad(
-        dout_tile, _taps_sum(first, v0, v1, v2, v3, x1, x, x_1, x_2, WIDTH), pos + 1, seqlen, mask_d, s_g_l, SILU
-    )
-    dx = v0[None, :] * dpre + v1[None, :] * dpre1
-    if WIDTH > 2:
-        pre2 = _taps_sum(first, v0, v1, v2, v3, x2, x1, x, x_1, WIDTH)
-        dx += v2[None, :] * _pre_grad(dout_tile, pre2, pos + 2, seqlen, mask_d, s_g_l, SILU)
-    if WIDTH > 3:
-        pre3 = _taps_sum(first, v0, v1, v2, v3, x3, x2, x1, x, WIDTH)
-        dx += v3[None, :] * _pre_grad(dout_tile, pre3, pos + 3, seqlen, mask_d, s_g_l, SILU)
-    return dx, dpre, x, x_1, x_2, x_3
+def _ahead(ring, row, m: tl.constexpr, RING_ROWS: tl.constexpr, WIDTH: tl.constexpr, BLOCK_D: tl.constexpr):
+    """dpre m positions ahead of ring rows ``row`` (the ring's rows run on into the next tile's, circularly)."""
+    if m < WIDTH:
+        return tl.load(ring + ((row + m) % RING_ROWS)[:, None] * BLOCK_D)
+    return tl.zeros((row.shape[0], BLOCK_D), tl.float32)
 
 
-@triton.jit(do_not_specialize=["seqlen", "tiles_per_program"])
+@triton.jit(do_not_specialize=["seqlen", "first_tile", "n_tiles", "tiles_per_program"])
 def _conv_bwd_kernel(
     x_ptr,
     w_ptr,
@@ -187,8 +150,11 @@ def _conv_bwd_kernel(
     dw_ptr,  # (dim, WIDTH) float32, accumulated
     dbias_ptr,  # (dim,) float32, accumulated
     dinit_ptr,  # (batch, dim, WIDTH - 1), its own strides (init may be a non-dense view)
+    ring_ptr,  # (programs, 3 BLOCK_L, BLOCK_D) float32 scratch
     seqlen,
     dim,
+    first_tile,
+    n_tiles,
     tiles_per_program,
     s_x_b,
     s_x_d,
@@ -214,9 +180,16 @@ def _conv_bwd_kernel(
     BLOCK_L: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    """A program walks ``tiles_per_program`` consecutive tiles of positions, summing dw and dbias in registers, and
-    adds them to memory once: per-tile sums would cost a cross-warp reduction and contended atomics per tile."""
-    n_dblocks, n_lgroups = tl.cdiv(dim, BLOCK_D), tl.cdiv(tl.cdiv(seqlen, BLOCK_L), tiles_per_program)
+    """Tiles ``first_tile`` to ``first_tile + n_tiles`` of every (batch, channel block). A program walks
+    ``tiles_per_program`` consecutive tiles from the last to the first, summing dw and dbias in registers, and adds
+    them to memory once: per-tile sums would cost a cross-warp reduction and contended atomics per tile.
+
+    dx[t] = sum_m v_m dpre[t + m] reads dpre up to W - 1 positions ahead, into the tile walked before. Each tile's
+    dpre goes to a ring of three tiles in (L2-resident) scratch, so that every pre-activation and its SiLU
+    derivative is computed once, not once per tap: the ring's third tile lets a tile be written while the tile two
+    steps back may still be read, with one barrier per tile.
+    """
+    n_dblocks, n_lgroups = tl.cdiv(dim, BLOCK_D), tl.cdiv(n_tiles, tiles_per_program)
     pid = tl.program_id(0)  # one flat axis: (batch, channel block, group of position tiles), positions fastest
     pid_g, pid_d, pid_b = pid % n_lgroups, (pid // n_lgroups) % n_dblocks, pid // (n_lgroups * n_dblocks)
     b64 = pid_b.to(tl.int64)
@@ -226,6 +199,8 @@ def _conv_bwd_kernel(
     init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
     dout_tile = dout_ptr + b64 * s_g_b + offs_d[None, :] * s_g_d
     dx_tile = dx_ptr + b64 * s_dx_b + offs_d[None, :] * s_dx_d
+    ring_rows: tl.constexpr = 3 * BLOCK_L
+    ring = ring_ptr + pid.to(tl.int64) * ring_rows * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
     w_ptrs = w_ptr + offs_d * s_w_d
     bias = (
         tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -234,16 +209,31 @@ def _conv_bwd_kernel(
     )
     v0, v1 = _tap(w_ptrs, 0, s_w_k, mask_d, WIDTH), _tap(w_ptrs, 1, s_w_k, mask_d, WIDTH)
     v2, v3 = _tap(w_ptrs, 2, s_w_k, mask_d, WIDTH), _tap(w_ptrs, 3, s_w_k, mask_d, WIDTH)
+    rows = tl.arange(0, BLOCK_L)
+    first = (first_tile + pid_g.to(tl.int64) * tiles_per_program) * BLOCK_L  # 64-bit: position x row stride
+    # dpre of the W - 1 positions after this program's tiles, into the ring's rows after its last tile's
+    ahead = first + tiles_per_program * BLOCK_L + rows
+    pre = _pre_activation(x_tile, init_tile, w_ptrs, bias, ahead, seqlen, mask_d, s_x_l, s_i_l, s_w_k, False, WIDTH)
+    row0 = (tiles_per_program % 3) * BLOCK_L
+    tl.store(ring + (row0 + rows)[:, None] * BLOCK_D, _pre_grad(dout_tile, pre, ahead, seqlen, mask_d, s_g_l, SILU))
     # the gradients of v_m and of the bias, summed elementwise over this program's positions
     dv0 = tl.zeros((BLOCK_L, BLOCK_D), tl.float32)
     dv1, dv2, dv3, dbias = dv0, dv0, dv0, dv0
-    first = pid_g.to(tl.int64) * tiles_per_program * BLOCK_L  # 64-bit: position x row stride passes 2^31
-    for i in range(tiles_per_program):
-        pos = first + i * BLOCK_L + tl.arange(0, BLOCK_L)
-        dx, dpre, x, x_1, x_2, x_3 = _tile_grads(
-            x_tile, init_tile, dout_tile, pos, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
-            HAS_INIT, SILU, WIDTH,
-        )  # fmt: skip
+    for j in range(tiles_per_program):
+        i = tiles_per_program - 1 - j
+        pos = first + i * BLOCK_L + rows
+        x = _load_shifted(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x_1 = _behind(x_tile, init_tile, pos, 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x_2 = _behind(x_tile, init_tile, pos, 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x_3 = _behind(x_tile, init_tile, pos, 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        pre = bias[None, :] + v0[None, :] * x + v1[None, :] * x_1 + v2[None, :] * x_2 + v3[None, :] * x_3
+        dpre = _pre_grad(dout_tile, pre, pos, seqlen, mask_d, s_g_l, SILU)
+        row = (i % 3) * BLOCK_L + rows
+        tl.store(ring + row[:, None] * BLOCK_D, dpre)
+        tl.debug_barrier()  # the tile's dpre, and the next tile's (written before the last barrier), are in the ring
+        dx = v0[None, :] * dpre + v1[None, :] * _ahead(ring, row, 1, ring_rows, WIDTH, BLOCK_D)
+        dx += v2[None, :] * _ahead(ring, row, 2, ring_rows, WIDTH, BLOCK_D)
+        dx += v3[None, :] * _ahead(ring, row, 3, ring_rows, WIDTH, BLOCK_D)
         mask = (pos < seqlen)[:, None] & mask_d[None, :]
         tl.store(dx_tile + pos[:, None] * s_dx_l, dx.to(dx_ptr.dtype.element_ty), mask=mask)
         dv0 += dpre * x
@@ -260,30 +250,35 @@ def _conv_bwd_kernel(
         tl.atomic_add(dw_ptrs - 3, tl.sum(dv3, axis=0), mask=mask_d, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + offs_d, tl.sum(dbias, axis=0), mask=mask_d, sem="relaxed")
-    if HAS_INIT:  # noqa: SIM102 - a compile-time branch around a run-time one
-        if pid_g == 0:  # the W - 1 inputs before the sequence
-            before = tl.arange(0, 4) - (WIDTH - 1)
-            dinit, _, _, _, _, _ = _tile_grads(
-                x_tile, init_tile, dout_tile, before, seqlen, mask_d, bias, v0, v1, v2, v3, s_x_l, s_i_l, s_g_l,
-                HAS_INIT, SILU, WIDTH,
-            )  # fmt: skip
-            dinit_ptrs = dinit_ptr + b64 * s_di_b + (before + WIDTH - 1)[:, None] * s_di_l + offs_d[None, :] * s_di_d
-            tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
+    if HAS_INIT:  # the W - 1 inputs before the sequence (the launch of first tiles only): dpre of positions 0..W-2
+        before = tl.arange(0, 4) - (WIDTH - 1)
+        dinit = tl.zeros((4, BLOCK_D), tl.float32)
+        for m in tl.static_range(1, WIDTH):  # the first tile's dpre sits in the ring's first rows
+            dpre = tl.load(ring + (before + m)[:, None] * BLOCK_D, mask=(before + m >= 0)[:, None], other=0.0)
+            dinit += _tap(w_ptrs, m, s_w_k, mask_d, WIDTH)[None, :] * dpre
+        dinit_ptrs = dinit_ptr + b64 * s_di_b + (before + WIDTH - 1)[:, None] * s_di_l + offs_d[None, :] * s_di_d
+        tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
 BWD_PROGRAMS_PER_SM = 8  # backward programs in flight per SM we aim for (4 warps each)
 
 
-def _grid(x: Tensor, block_l: int, tiles_per_program: int = 1) -> tuple[int]:
-    batch, dim, seqlen = x.shape
-    position_groups = triton.cdiv(triton.cdiv(seqlen, block_l), tiles_per_program)
-    return (triton.cdiv(dim, BLOCK_D) * batch * position_groups,)  # one axis: no 65535 limit at long L
+def _tile_ranges(seqlen: int, block_l: int, has_init: bool) -> list[tuple[int, int, bool]]:
+    """(first tile, tiles, reads the initial states) of each launch: with initial states, the first tile apart."""
+    n_tiles = triton.cdiv(seqlen, block_l)
+    ranges = [(1, n_tiles - 1, False), (0, 1, True)] if has_init else [(0, n_tiles, False)]
+    return [r for r in ranges if r[1] > 0]
 
 
-def _bwd_tiles_per_program(x: Tensor, block_l: int) -> int:
+def _grid(x: Tensor, n_tiles: int, tiles_per_program: int = 1) -> tuple[int]:
+    batch, dim, _ = x.shape
+    return (triton.cdiv(dim, BLOCK_D) * batch * triton.cdiv(n_tiles, tiles_per_program),)  # one axis: no 65535 limit
+
+
+def _bwd_tiles_per_program(x: Tensor, n_tiles: int) -> int:
     """Position tiles per backward program: few enough programs to sum dw once each, enough to fill the GPU."""
-    batch, dim, seqlen = x.shape
-    n_tiles, items = triton.cdiv(seqlen, block_l), batch * triton.cdiv(dim, BLOCK_D)
+    batch, dim, _ = x.shape
+    items = batch * triton.cdiv(dim, BLOCK_D)
     # the interpreter runs programs one by one: two groups of tiles per sequence exercise both paths
     target = sm_count(x.device) * BWD_PROGRAMS_PER_SM if x.device.type == "cuda" else 2 * items
     return triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
@@ -293,13 +288,13 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Ten
     """The conv's output (laid out like x)."""
     out = like_layout(x)
     init = initial_states if initial_states is not None else x
-    _conv_fwd_kernel[_grid(x, BLOCK_L)](
-        x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1],
-        *x.stride(), *out.stride(), *(init.stride() if initial_states is not None else (0, 0, 0)),
-        *weight.stride(),
-        HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
-        WIDTH=weight.shape[1], BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=4,
-    )  # fmt: skip
+    for first_tile, n_tiles, has_init in _tile_ranges(x.shape[2], BLOCK_L, initial_states is not None):
+        _conv_fwd_kernel[_grid(x, n_tiles)](
+            x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1], first_tile, n_tiles,
+            *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
+            HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
+            WIDTH=weight.shape[1], BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=4,
+        )  # fmt: skip
     return out
 
 
@@ -323,16 +318,19 @@ def conv_bwd(
     dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
     init = initial_states if initial_states is not None else x
     block_l = BLOCK_L // 2
-    tiles = _bwd_tiles_per_program(x, block_l)
-    _conv_bwd_kernel[_grid(x, block_l, tiles)](
-        x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
-        dinit if dinit is not None else dw, seqlen, dim, tiles,
-        *x.stride(), *dout.stride(), *dx.stride(),
-        *(init.stride() if initial_states is not None else (0, 0, 0)),
-        *(dinit.stride() if dinit is not None else (0, 0, 0)), *weight.stride(),
-        HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
-        WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
-    )  # fmt: skip
+    for first_tile, n_tiles, has_init in _tile_ranges(seqlen, block_l, initial_states is not None):
+        tiles = _bwd_tiles_per_program(x, n_tiles)
+        grid = _grid(x, n_tiles, tiles)
+        ring = torch.empty(grid[0], 3 * block_l, BLOCK_D, device=x.device, dtype=torch.float32)
+        _conv_bwd_kernel[grid](
+            x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
+            dinit if has_init else dw, ring, seqlen, dim, first_tile, n_tiles, tiles,
+            *x.stride(), *dout.stride(), *dx.stride(),
+            *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
+            *weight.stride(),
+            HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
+            WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
+        )  # fmt: skip
     return dx, dw, dbias, dinit
 
 

@@ -53,10 +53,7 @@ def test_estimate_matches_the_measured_peak(row, memories):
         assert predicted > H100_BYTES
         return
     measured = float(row["peak_gib"]) * GIB
-    # Segmented steps run 0.07-0.20 GiB (1.2-5.7%) above the estimate at every segment
-    # length: fixed workspaces the estimator does not count. Held to the 10% until they are modelled.
-    tolerance = 0.10 if row["mode"] == "segmented" else 0.02
-    assert abs(predicted / measured - 1) < tolerance, f"predicted {predicted / GIB:.2f} GiB"
+    assert abs(predicted / measured - 1) < 0.02, f"predicted {predicted / GIB:.2f} GiB"
 
 
 @pytest.mark.parametrize("name", preset_names("models"))
