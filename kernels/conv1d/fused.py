@@ -22,7 +22,10 @@ from ..common.hardware import sm_count
 from ..common.math import sigmoid_fast
 from ..common.tensors import like_layout
 
-BLOCK_L, BLOCK_D = 64, 32  # forward tile; the backward, which recomputes W pre-activations, takes half the positions
+# (positions, channels) of a tile, from an H100 sweep at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
+# (results/benchmarks.md, seventh session): the best forward tile at two shapes, the best backward tile on average
+FWD_BLOCK_L, FWD_BLOCK_D = 64, 64
+BWD_BLOCK_L, BWD_BLOCK_D = 16, 64
 
 
 @triton.jit
@@ -270,15 +273,15 @@ def _tile_ranges(seqlen: int, block_l: int, has_init: bool) -> list[tuple[int, i
     return [r for r in ranges if r[1] > 0]
 
 
-def _grid(x: Tensor, n_tiles: int, tiles_per_program: int = 1) -> tuple[int]:
+def _grid(x: Tensor, block_d: int, n_tiles: int, tiles_per_program: int = 1) -> tuple[int]:
     batch, dim, _ = x.shape
-    return (triton.cdiv(dim, BLOCK_D) * batch * triton.cdiv(n_tiles, tiles_per_program),)  # one axis: no 65535 limit
+    return (triton.cdiv(dim, block_d) * batch * triton.cdiv(n_tiles, tiles_per_program),)  # one axis: no 65535 limit
 
 
 def _bwd_tiles_per_program(x: Tensor, n_tiles: int) -> int:
     """Position tiles per backward program: few enough programs to sum dw once each, enough to fill the GPU."""
     batch, dim, _ = x.shape
-    items = batch * triton.cdiv(dim, BLOCK_D)
+    items = batch * triton.cdiv(dim, BWD_BLOCK_D)
     # the interpreter runs programs one by one: two groups of tiles per sequence exercise both paths
     target = sm_count(x.device) * BWD_PROGRAMS_PER_SM if x.device.type == "cuda" else 2 * items
     return triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
@@ -288,12 +291,12 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Ten
     """The conv's output (laid out like x)."""
     out = like_layout(x)
     init = initial_states if initial_states is not None else x
-    for first_tile, n_tiles, has_init in _tile_ranges(x.shape[2], BLOCK_L, initial_states is not None):
-        _conv_fwd_kernel[_grid(x, n_tiles)](
+    for first_tile, n_tiles, has_init in _tile_ranges(x.shape[2], FWD_BLOCK_L, initial_states is not None):
+        _conv_fwd_kernel[_grid(x, FWD_BLOCK_D, n_tiles)](
             x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1], first_tile, n_tiles,
             *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=weight.shape[1], BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=4,
+            WIDTH=weight.shape[1], BLOCK_L=FWD_BLOCK_L, BLOCK_D=FWD_BLOCK_D, num_warps=4,
         )  # fmt: skip
     return out
 
@@ -317,11 +320,10 @@ def conv_bwd(
     # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
     dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
     init = initial_states if initial_states is not None else x
-    block_l = BLOCK_L // 2
-    for first_tile, n_tiles, has_init in _tile_ranges(seqlen, block_l, initial_states is not None):
+    for first_tile, n_tiles, has_init in _tile_ranges(seqlen, BWD_BLOCK_L, initial_states is not None):
         tiles = _bwd_tiles_per_program(x, n_tiles)
-        grid = _grid(x, n_tiles, tiles)
-        ring = torch.empty(grid[0], 3 * block_l, BLOCK_D, device=x.device, dtype=torch.float32)
+        grid = _grid(x, BWD_BLOCK_D, n_tiles, tiles)
+        ring = torch.empty(grid[0], 3 * BWD_BLOCK_L, BWD_BLOCK_D, device=x.device, dtype=torch.float32)
         _conv_bwd_kernel[grid](
             x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
             dinit if has_init else dw, ring, seqlen, dim, first_tile, n_tiles, tiles,
@@ -329,7 +331,7 @@ def conv_bwd(
             *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
             *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=width, BLOCK_L=block_l, BLOCK_D=BLOCK_D, num_warps=4,
+            WIDTH=width, BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D, num_warps=4,
         )  # fmt: skip
     return dx, dw, dbias, dinit
 

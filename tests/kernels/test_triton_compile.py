@@ -15,7 +15,14 @@ triton = pytest.importorskip("triton")
 pytest.importorskip("triton.backends.nvidia.compiler")
 
 from genossm.kernels.common.state_passing import _state_passing_kernel  # noqa: E402
-from genossm.kernels.conv1d.fused import _conv_bwd_kernel, _conv_fwd_kernel  # noqa: E402
+from genossm.kernels.conv1d.fused import (  # noqa: E402
+    BWD_BLOCK_D,
+    BWD_BLOCK_L,
+    FWD_BLOCK_D,
+    FWD_BLOCK_L,
+    _conv_bwd_kernel,
+    _conv_fwd_kernel,
+)
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
 from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel, _scan_bwd_local_kernel  # noqa: E402
 from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel  # noqa: E402
@@ -33,8 +40,12 @@ CASES = {
     "scan_bwd_no_prefetch": (_scan_bwd_kernel, 1, dict(SCAN_BWD, HAS_Z=False, PREFETCH=False)),
     "scan_bwd_local": (_scan_bwd_local_kernel, 1, dict(SCAN, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)),
     "state_passing": (_state_passing_kernel, 4, dict(HAS_SEED=True, REVERSE=True, BLOCK_N=16, BLOCK_D=128)),
-    "conv_fwd": (_conv_fwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4, BLOCK_L=64, BLOCK_D=32)),
-    "conv_bwd": (_conv_bwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=False, SILU=True, WIDTH=4, BLOCK_L=32, BLOCK_D=32)),
+    "conv_fwd": (_conv_fwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4, BLOCK_L=FWD_BLOCK_L,
+                                           BLOCK_D=FWD_BLOCK_D)),
+    "conv_bwd": (_conv_bwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=False, SILU=True, WIDTH=4, BLOCK_L=BWD_BLOCK_L,
+                                           BLOCK_D=BWD_BLOCK_D)),
+    "conv_bwd_first_tile": (_conv_bwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4,
+                                                      BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D)),
     "norm_fwd": (_add_norm_fwd_kernel, 4, dict(HAS_RES=True, HAS_BIAS=True, IS_RMS=False, STORE_RES=True, ROWS=32,
                                                BLOCK_N=128)),
     "norm_bwd": (_add_norm_bwd_kernel, 4, dict(HAS_DRES_OUT=True, HAS_RES=True, HAS_BIAS=True, IS_RMS=False, ROWS=16,

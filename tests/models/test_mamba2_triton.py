@@ -7,9 +7,12 @@ from conftest import rel_err
 from genossm.kernels import backend
 from genossm.models import Mamba2
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the interpreter runs the kernels on the CPU
 MIXERS = {
-    "groups": lambda: Mamba2(24, d_state=6, headdim=8, ngroups=3, chunk_size=8),
-    "dmlp-nonorm": lambda: Mamba2(24, d_state=6, headdim=8, d_ssm=32, rmsnorm=False, D_has_hdim=True, chunk_size=8),
+    "groups": lambda: Mamba2(24, d_state=6, headdim=8, ngroups=3, chunk_size=8, device=DEVICE),
+    "dmlp-nonorm": lambda: Mamba2(
+        24, d_state=6, headdim=8, d_ssm=32, rmsnorm=False, D_has_hdim=True, chunk_size=8, device=DEVICE
+    ),
 }
 
 
@@ -17,14 +20,14 @@ def forward_and_grads(mixer, x):
     x = x.detach().clone().requires_grad_()
     out = mixer(x)
     params = [p for p in mixer.parameters() if p.requires_grad]
-    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), [x, *params])
+    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1], device=out.device)).sum(), [x, *params])
     return out.detach(), grads
 
 
 @pytest.mark.parametrize("name", list(MIXERS))
 def test_triton_forward_and_gradients_match_torch(name):
     mixer = MIXERS[name]()
-    x = torch.randn(2, 19, 24)
+    x = torch.randn(2, 19, 24, device=DEVICE)
     with backend("torch"):
         ref, ref_grads = forward_and_grads(mixer, x)
     with backend("triton"):
@@ -36,7 +39,7 @@ def test_triton_forward_and_gradients_match_torch(name):
 
 def test_triton_windows_continue_like_steps():
     mixer = MIXERS["groups"]()
-    x = torch.randn(2, 21, 24)
+    x = torch.randn(2, 21, 24, device=DEVICE)
     with torch.no_grad():
         state = mixer.allocate_state(2)
         steps = torch.cat([mixer.step(x[:, t : t + 1], state) for t in range(21)], dim=1)
