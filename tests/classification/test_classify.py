@@ -15,6 +15,8 @@ from genossm.models import MambaForSequenceClassification, MambaLMHeadModel
 
 WINDOW = 32
 LABELS = ["human", "chimp", "gorilla"]
+# The engine tests run on the CPU in float64 (exact to 1e-12 against a per-window reference), also on a GPU machine,
+# where the engine would otherwise pick CUDA; test_gpu_gives_the_cpu_probabilities compares the two devices.
 
 
 def make_classifier(dtype=torch.float32) -> MambaForSequenceClassification:
@@ -57,7 +59,7 @@ def window_probs(model, tokens: np.ndarray, bounds) -> np.ndarray:
 def test_windows_batching_and_weighted_mean():
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(100, 0))
-    engine = WindowClassifier(model, stride=24, batch_tokens=64, per_window=True)
+    engine = WindowClassifier(model, stride=24, batch_tokens=64, per_window=True, device="cpu")
     (record,) = engine.predict(chunked("r", tokens, [7, 50, 43]))
     bounds = [(0, 32), (24, 56), (48, 80), (68, 100)]  # the last window ends at the record's end
     assert [(w.start, w.end) for w in record.detail] == bounds
@@ -70,7 +72,7 @@ def test_short_records_are_padded_not_dropped():
     model = make_classifier(torch.float64)
     short, tiny = encode(random_bases(20, 1)), encode(random_bases(3, 2))
     chunks = [*chunked("short", short, [20]), *chunked("tiny", tiny, [3])]
-    records = list(WindowClassifier(model, batch_tokens=1 << 10).predict(chunks))
+    records = list(WindowClassifier(model, batch_tokens=1 << 10, device="cpu").predict(chunks))
     assert [(r.name, r.length, r.used) for r in records] == [("short", 20, 1), ("tiny", 3, 1)]
     assert np.allclose(records[0].probs, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
     assert np.allclose(records[1].probs, window_probs(model, tiny, [(0, 3)])[0], atol=1e-12)
@@ -82,7 +84,9 @@ def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
     model.pooling = pooling
     long, short = encode(random_bases(100, 5)), encode(random_bases(20, 6))
     chunks = [*chunked("long", long, [100]), *chunked("short", short, [20])]
-    engine = WindowClassifier(model, stride=24, batch_tokens=64, per_window=True, piece=8)  # 8 windows per batch
+    engine = WindowClassifier(
+        model, stride=24, batch_tokens=64, per_window=True, piece=8, device="cpu"
+    )  # 8 windows per batch
     records = list(engine.predict(chunks))
     bounds = [(0, 32), (24, 56), (48, 80), (68, 100)]
     assert np.allclose(np.stack([w.probs for w in records[0].detail]), window_probs(model, long, bounds), atol=1e-12)
@@ -94,7 +98,7 @@ def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
 def test_stateful_equals_one_pass_over_the_record(batch_tokens):
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(4 * WINDOW + 11, 3))
-    engine = WindowClassifier(model, stateful=True, batch_tokens=batch_tokens, per_window=True)
+    engine = WindowClassifier(model, stateful=True, batch_tokens=batch_tokens, per_window=True, device="cpu")
     (record,) = engine.predict(chunked("chr", tokens, [5, 70, 40, 24]))
     bounds = [(0, 32), (32, 64), (64, 96), (96, 128), (128, 139)]
     assert [(w.start, w.end) for w in record.detail] == bounds
@@ -111,7 +115,7 @@ def test_stateful_equals_one_pass_over_the_record(batch_tokens):
 def test_windows_mostly_n_are_not_counted():
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(32, 4) + "N" * 32)
-    (record,) = WindowClassifier(model, per_window=True).predict(chunked("r", tokens, [64]))
+    (record,) = WindowClassifier(model, per_window=True, device="cpu").predict(chunked("r", tokens, [64]))
     assert record.windows == 2 and record.used == 1 and record.detail[1].probs is None
     assert np.allclose(record.probs, record.detail[0].probs)
 
