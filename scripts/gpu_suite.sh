@@ -77,13 +77,15 @@ for what in "$@"; do
       step bench-memory genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 \
         --model mamba1-0.7m,mamba2-0.8m,mamba1-7m,mamba2-7.5m --seqlen 1048576,2097152 \
         --memory plain,checkpoint,segmented --segment-len 262144 --out "$R/memory" ;;
-    memory-targets)  # issue 9's targets: 7M at 2^20 in short segments, 0.7M at 2^21 and 2^23 (points for the estimator)
-      for seg in 131072 65536; do
-        step "memory-7m-seg$seg" genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 \
-          --model mamba1-7m,mamba2-7.5m --seqlen 1048576 --memory segmented --segment-len "$seg" --out "$R/memory-7m-$seg"
-      done
+    memory-targets)  # issue 9's targets: 7M at 2^20 within 16 GiB, 0.7M at 2^21 within 10 GiB, and 2^23
+      step memory-7m genossm bench model --train --dtype bfloat16 --batch 1 --repeats 3 --model mamba1-7m \
+        --seqlen 1048576 --memory segmented,plain --segment-len 393216 --out "$R/memory-7m"
+      step memory-7.5m genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 --model mamba2-7.5m \
+        --seqlen 1048576 --memory segmented --segment-len 65536 --out "$R/memory-7.5m"
+      step memory-2m genossm bench model --train --dtype bfloat16 --batch 1 --repeats 2 --model mamba1-0.7m \
+        --seqlen 2097152 --memory segmented,plain --segment-len 1048576 --out "$R/memory-2m"
       step memory-long genossm bench model --train --dtype bfloat16 --batch 1 --repeats 1 --model mamba1-0.7m \
-        --seqlen 2097152,8388608 --memory segmented --segment-len 262144 --out "$R/memory-long" ;;
+        --seqlen 8388608 --memory segmented --segment-len 262144 --out "$R/memory-long" ;;
     data) step bench-data genossm bench data --out "$R/data" ;;
     classify) step bench-classify genossm bench classify --out "$R/classify" ;;  # bases/s of genossm classify
     apes) step apes genossm data maf2fasta "$MAF" /tmp/apes ;;  # per-species FASTA of the full alignment

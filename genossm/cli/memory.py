@@ -22,7 +22,7 @@ class MemoryOptions:
     batch: int = option(1, "sequences per forward pass (the micro-batch)")
     gpu_mem: float | None = option(None, "GPU memory in GiB (default: the current CUDA device's, else 80)")
     segment_len: int | None = option(
-        None, "segment length of the segmented mode (default: 2^18; auto also tries shorter ones, down to 2^14)"
+        None, "segment length of the segmented mode (default: 2^18; auto tries 3 x 2^18 down to 2^14)"
     )
     dtype: Literal["bfloat16", "float32"] = option("bfloat16", "activations: bfloat16 autocast or float32")
     task: Literal["lm", "classification"] = option(

@@ -53,7 +53,7 @@ class PretrainOptions(HardwareOptions):
     rc_aug: bool = option(False, "reverse-complement half of the training windows")
     memory: Literal["auto", "plain", "checkpoint", "segmented"] = option(
         "auto",
-        "activation memory: keep all, recompute each block, or also train the sequence in segments; "
+        "activation memory: keep all, recompute each block, or train the sequence in segments (each kept whole); "
         "auto: the fastest predicted to fit the GPU (`genossm memory`)",
     )
     segment_len: int | None = option(None, "segment length of --memory segmented (default: 2^18)")
