@@ -302,8 +302,8 @@ def fit_plan(
     segment_lens: Sequence[int] = AUTO_SEGMENT_LENS,
 ) -> MemoryPlan:
     """The fastest plan whose predicted peak fits the GPU: plain, then segmented with the longest of ``segment_lens``
-    that fits (it recomputes the forward of all segments but the last, checkpoint mode of all blocks), then
-    checkpoint. A ValueError gives each mode's predicted peak when none fits."""
+    that fits, then checkpoint (segments run the forward of all but the last segment twice, checkpoint mode that of
+    the whole sequence). A ValueError gives each mode's predicted peak when none fits."""
     budget = usable_bytes(gpu_bytes)
     candidates = [MemoryPlan("plain")] if "plain" in modes else []
     if "segmented" in modes:
