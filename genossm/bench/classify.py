@@ -9,6 +9,7 @@ reader is not the bottleneck.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,11 @@ class ClassifyBenchOptions:
     sample: Path = option(Path("data/apes"), "folder of FASTA files the benchmark genome is built from")
     fasta: Path | None = option(None, "classify this FASTA file instead of the built one")
     batch_tokens: int | None = option(None, "tokens per forward pass (default: genossm classify's, by device)")
+    piece: str | None = option(
+        None,
+        "positions per forward of long windows (default: genossm classify's); several "
+        "separated by commas are each timed",
+    )
     device: str = option("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
     out: Path | None = option(None, "write classify.json (and classify.png for several lengths) into this folder")
@@ -95,6 +101,7 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
         {
             "mode": "read only",
             "seqlen": 0,
+            "piece": 0,
             "bases": bases,
             "windows": 0,
             "batch_tokens": 0,
@@ -103,30 +110,32 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
         }
     ]
     bfloat16 = None if opts.dtype == "auto" else opts.dtype == "bfloat16"
-    for seqlen in (int(s) for s in opts.seqlen.split(",")):
-        for mode in opts.modes.split(","):
-            engine = WindowClassifier(
-                model, window=seqlen, stateful=mode == "stateful", batch_tokens=opts.batch_tokens, device=device,
-                bfloat16=bfloat16,
-            )  # fmt: skip
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
-            records = list(engine.predict(fasta_chunks(fasta)))
-            seconds = time.perf_counter() - start
-            row = {
-                "mode": mode,
-                "seqlen": seqlen,
-                "bases": sum(r.length for r in records),
-                "windows": sum(r.used for r in records),
-                "batch_tokens": engine.batch_tokens,
-                "seconds": seconds,
-                "Mb_per_s": bases / seconds / 1e6,
-            }
-            if device.type == "cuda":
-                row["peak_GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
-            rows.append(row)
+    seqlens = [int(s) for s in opts.seqlen.split(",")]
+    pieces = [int(p) for p in opts.piece.split(",")] if opts.piece else [None]
+    for seqlen, mode, piece in itertools.product(seqlens, opts.modes.split(","), pieces):
+        engine = WindowClassifier(
+            model, window=seqlen, stateful=mode == "stateful", batch_tokens=opts.batch_tokens, device=device,
+            bfloat16=bfloat16, **({"piece": piece} if piece else {}),
+        )  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        records = list(engine.predict(fasta_chunks(fasta)))
+        seconds = time.perf_counter() - start
+        row = {
+            "mode": mode,
+            "seqlen": seqlen,
+            "piece": engine.piece,
+            "bases": sum(r.length for r in records),
+            "windows": sum(r.used for r in records),
+            "batch_tokens": engine.batch_tokens,
+            "seconds": seconds,
+            "Mb_per_s": bases / seconds / 1e6,
+        }
+        if device.type == "cuda":
+            row["peak_GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
+        rows.append(row)
     print(
         f"genossm classify on {device} ({opts.dtype}): {fasta} ({bases / 1e6:.1f} Mb), {opts.model} ({params:,} params)"
     )

@@ -130,8 +130,9 @@ class MixerModel(nn.Module):
         return [layer.mixer.allocate_state(batch_size, dtype) for layer in self.layers]
 
     def forward(self, input_ids: Tensor, states: list[MixerState] | None = None, step: bool = False) -> Tensor:
-        """With ``states``, continue each block from its state and update it; ``step`` reads one token."""
-        hidden, residual = self.embedding(input_ids), None
+        """With ``states``, continue each block from its state and update it; ``step`` reads one token. Token ids
+        may be of any integer dtype (a classifier keeps its batches as bytes on the device)."""
+        hidden, residual = self.embedding(input_ids.long()), None
         recompute = self.gradient_checkpointing and torch.is_grad_enabled() and not step
         for i, layer in enumerate(self.layers):
             state = None if states is None else states[i]

@@ -68,7 +68,10 @@ def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tupl
     (one long genome), the state blocks shrink so that enough programs run, and each step scans a block of chunks
     at once so that the serial loop stays short.
     """
-    block_pn = 256
+    # Large states start from smaller blocks (H100, P = 64, N = 128, 2^20 tokens: forward 1.48 -> 0.82 ms at 1K,
+    # 0.84 -> 0.61 at 16K; backward 1.58 -> 1.08 and 0.95 -> 0.70). At N = 64 blocks of 64 were faster at 1K and
+    # slower at 16K, where the decay gradient sums one partial per block (kernels/ssd/dt_bwd.py).
+    block_pn = 64 if state_size >= 8192 else 256
     while block_pn > 32 and batch_heads * triton.cdiv(state_size, block_pn) < 512:
         block_pn //= 2
     block_chunks = min(max(2, 2048 // block_pn), max(2, triton.next_power_of_2(nchunks)))

@@ -29,6 +29,14 @@ def test_segments_cover_the_sequence_in_whole_chunks(h100, batch, seqlen):
 def test_forced_choices_win(h100):
     plan = tiling.plan_scan(1, 256, 16, 1 << 20, 1, torch.device("cuda"), tile=8, segments=3, prefetch=True)
     assert (plan.fwd_tile, plan.bwd_tile, plan.fwd_segments, plan.prefetch) == (8, 8, 3, True)
+    forced = tiling.plan_scan(1, 256, 16, 1 << 20, 1, torch.device("cuda"), prefetch=False, maxnreg=168)
+    assert (forced.prefetch, forced.maxnreg) == (False, 168)
+
+
+def test_defaults_leave_registers_uncapped(h100):
+    plan = tiling.plan_scan(1024, 256, 16, 1024, 1, torch.device("cuda"))
+    assert (plan.prefetch, plan.maxnreg) == (tiling.PREFETCH, tiling.MAXNREG)
+    assert tiling.launch_options(plan) == ({} if tiling.MAXNREG is None else {"maxnreg": tiling.MAXNREG})
 
 
 def test_interpreter_never_segments_unasked():

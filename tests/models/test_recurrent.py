@@ -81,3 +81,11 @@ def test_carried_conv_state_holds_only_its_window(layer, checkpointed, seqlen):
         assert conv.grad_fn is not None  # still in the graph: the state's gradient reaches the input
         assert conv.shape[-1] == model.backbone.layers[0].mixer.d_conv
         assert conv.untyped_storage().nbytes() == conv.numel() * conv.element_size()
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
+def test_token_ids_of_any_integer_dtype(dtype):
+    model = MambaLMHeadModel(MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"d_state": 4}))
+    ids = torch.randint(0, 12, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model(ids.to(dtype)).logits, model(ids).logits)
