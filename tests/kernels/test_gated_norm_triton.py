@@ -6,8 +6,10 @@ from conftest import rel_err
 
 from genossm.kernels import backend, gated_rms_norm, gated_rms_norm_ref
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # without a GPU, the interpreter runs the kernels on the CPU
 
-def check(shape, group_size, has_z, norm_before_gate, dtype, tol, device="cpu"):
+
+def check(shape, group_size, has_z, norm_before_gate, dtype, tol, device=DEVICE):
     x = torch.randn(*shape, device=device).to(dtype)
     z = torch.randn(*shape, device=device).to(dtype) if has_z else None
     weight = (1 + 0.5 * torch.randn(shape[-1], device=device)).to(dtype)
@@ -35,10 +37,14 @@ def test_gated_norm_matches_reference(group_size, has_z, norm_before_gate):
 def test_gated_norm_half_precision_and_strided_gate():
     check((3, 5, 32), 16, True, False, torch.float16, 2e-3)
     # z as a column slice of a wider tensor (as split from in_proj): rows are strided.
-    x, zx = torch.randn(2, 6, 32), torch.randn(2, 6, 80)
+    x, zx, weight = (
+        torch.randn(2, 6, 32, device=DEVICE),
+        torch.randn(2, 6, 80, device=DEVICE),
+        torch.ones(32, device=DEVICE),
+    )
     with backend("triton"):
-        out = gated_rms_norm(x, torch.ones(32), zx[..., 40:72], group_size=8)
-    assert rel_err(out, gated_rms_norm_ref(x, torch.ones(32), zx[..., 40:72], group_size=8)) < 1e-5
+        out = gated_rms_norm(x, weight, zx[..., 40:72], group_size=8)
+    assert rel_err(out, gated_rms_norm_ref(x, weight, zx[..., 40:72], group_size=8)) < 1e-5
 
 
 @pytest.mark.gpu

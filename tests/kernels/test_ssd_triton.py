@@ -20,9 +20,10 @@ from genossm.kernels.ssd.reference import prepare_dt
 
 GRADS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # without a GPU, the interpreter runs the kernels on the CPU
 
 
-def make_inputs(batch, seqlen, nheads, headdim, ngroups, dstate, *, optional=True, d_hdim=False, device="cpu"):
+def make_inputs(batch, seqlen, nheads, headdim, ngroups, dstate, *, optional=True, d_hdim=False, device=DEVICE):
     """Float32 inputs; A spans slow and fast decays; optional tensors are None when ``optional`` is False."""
     inputs = dict(
         x=torch.randn(batch, seqlen, nheads, headdim),
@@ -157,7 +158,9 @@ def test_final_states_chain_segments(small_tiles):
     dout = torch.randn_like(inputs["x"])
     kwargs = dict(chunk_size=16, dt_softplus=True)
     with backend("triton"):
-        whole, _, grads = outputs_and_grads(ssd_chunk_scan, inputs, dout, torch.zeros(1, 2, 4, 3), **kwargs)
+        whole, _, grads = outputs_and_grads(
+            ssd_chunk_scan, inputs, dout, torch.zeros(1, 2, 4, 3, device=DEVICE), **kwargs
+        )
         leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items()}
         per_position = ("x", "dt", "B", "C", "z")
         first = {k: v[:, :20] if k in per_position else v for k, v in leaves.items()}
