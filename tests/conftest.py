@@ -11,6 +11,9 @@ if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidi
 import pytest
 import torch
 
+# Where the Triton tests put their tensors: the GPU when there is one, else the CPU (through the interpreter above).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` are skipped on machines without CUDA."""

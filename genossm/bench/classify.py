@@ -88,7 +88,7 @@ def load_model(name: str) -> MambaForSequenceClassification:
 
 def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
     """Time reading alone, then every length and mode; print the table and return its rows."""
-    from genossm.classification.infer import WindowClassifier, fasta_chunks
+    from genossm.classification.infer import PIECE, WindowClassifier, fasta_chunks
 
     device = pick_device(opts.device)
     fasta = opts.fasta or benchmark_fasta(opts.sample, opts.megabases)
@@ -115,7 +115,7 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
     for seqlen, mode, piece in itertools.product(seqlens, opts.modes.split(","), pieces):
         engine = WindowClassifier(
             model, window=seqlen, stateful=mode == "stateful", batch_tokens=opts.batch_tokens, device=device,
-            bfloat16=bfloat16, **({"piece": piece} if piece else {}),
+            bfloat16=bfloat16, piece=piece or PIECE,
         )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -5,11 +5,10 @@ The CPU cases run in Triton's interpreter; ``-m gpu`` runs a larger grid on CUDA
 
 import pytest
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import add_norm, backend, causal_conv1d_fn
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import backend, gated_rms_norm, gated_rms_norm_ref
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # without a GPU, the interpreter runs the kernels on the CPU
 
 
 def check(shape, group_size, has_z, norm_before_gate, dtype, tol, device=DEVICE):

@@ -3,13 +3,11 @@ output and every gradient, with the scan cut into several chunks and segments, a
 
 import pytest
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref
 from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
 from genossm.kernels.selective_scan.tiling import CHUNK
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_weights(d_model=8, d_inner=16, d_state=4, dt_rank=3, d_conv=4, biases=False) -> MixerWeights:

@@ -7,13 +7,12 @@ multi-segment paths run on tiny shapes.
 
 import pytest
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import backend, selective_scan_chunked, selective_scan_fn, selective_scan_ref
 from genossm.kernels.selective_scan.fused import selective_scan_fused
 
 OPTIONAL = ("D", "z", "delta_bias", "initial_state")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # relative error bounds per input dtype: float32 compares like-for-like; half types round inputs and outputs
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 

@@ -12,7 +12,7 @@ magnitudes, per head. That is the error bound of a sum whose terms carry relativ
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 import genossm.kernels.ssd.tiling as tiling
 from genossm.kernels import backend, ssd_chunk_scan, ssd_chunked, ssd_ref
@@ -20,7 +20,6 @@ from genossm.kernels.ssd.reference import prepare_dt
 
 GRADS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # without a GPU, the interpreter runs the kernels on the CPU
 
 
 def make_inputs(batch, seqlen, nheads, headdim, ngroups, dstate, *, optional=True, d_hdim=False, device=DEVICE):

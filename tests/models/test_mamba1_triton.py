@@ -2,12 +2,10 @@
 parameter gradients and its carried recurrent state."""
 
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import backend
 from genossm.models import MambaConfig, MambaLMHeadModel
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the interpreter runs the kernels on the CPU
 
 
 def test_triton_path_equals_torch_path():

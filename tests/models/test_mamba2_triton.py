@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from conftest import rel_err
+from conftest import DEVICE, rel_err
 
 from genossm.kernels import backend
 from genossm.models import Mamba2
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the interpreter runs the kernels on the CPU
 MIXERS = {
     "groups": lambda: Mamba2(24, d_state=6, headdim=8, ngroups=3, chunk_size=8, device=DEVICE),
     "dmlp-nonorm": lambda: Mamba2(
