@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genossm.kernels import causal_conv1d_fn, ssd_chunk_scan
+from genossm.kernels import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn
+from genossm.kernels.mamba2_mixer.reference import gate_and_project
+from genossm.kernels.mamba2_mixer.weights import Mamba2Sizes
 
 from .mamba1 import init_dt_bias, no_weight_decay
 from .norm import RMSNormGated
@@ -122,58 +124,46 @@ class Mamba2(nn.Module):
             ),
         )
 
-    def _split_in_proj(self, zxbcdt: Tensor) -> tuple[Tensor, ...]:
-        return zxbcdt.split([self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, self.nheads], dim=-1)
+    def weights(self) -> Mamba2Weights:
+        """The parameters as the mixer ops take them (A = -exp(A_log) in the state dtype, D per head or channel)."""
+        f = state_dtype(self.out_proj.weight.dtype)
+        return Mamba2Weights(
+            self.in_proj.weight,
+            self.in_proj.bias,
+            self.conv1d.weight[:, 0, :],
+            self.conv1d.bias,
+            self.dt_bias,
+            -torch.exp(self.A_log.to(f)),
+            self.D.view(self.nheads, self.headdim) if self.D_has_hdim else self.D,
+            self.norm.weight if self.rmsnorm else None,
+            self.out_proj.weight,
+            self.out_proj.bias,
+        )
 
-    def _gate_and_project(self, y: Tensor, z: Tensor, z0: Tensor, x0: Tensor) -> Tensor:
-        """Output norm (or gate), the optional MLP part, and out_proj; y and z are (..., d_ssm)."""
-        y = self.norm(y, z) if self.rmsnorm else y
-        if self.d_mlp > 0:
-            y = torch.cat([F.silu(z0) * x0, y], dim=-1)
-        return self.out_proj(y)
+    def settings(self) -> Mamba2Settings:
+        """The sizes and options the mixer ops need beside the weights."""
+        eps = self.norm.eps if self.rmsnorm else 1e-5
+        return Mamba2Settings(
+            self.headdim, self.d_state, self.ngroups, self.chunk_size, self.dt_limit, eps, self.norm_before_gate
+        )
 
     def forward(self, hidden_states: Tensor, state: MixerState | None = None) -> Tensor:
         """(batch, seqlen, d_model) -> same. With ``state``, continue from it and leave the new state in it."""
-        f = state_dtype(hidden_states.dtype)
-        z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(hidden_states))
-        conv_weight = self.conv1d.weight[:, 0, :]
-        xBC_t = xBC.transpose(1, 2)  # (b, conv_dim, l)
         if state is None:
-            xBC = causal_conv1d_fn(xBC_t, conv_weight, self.conv1d.bias, activation="silu")
-        else:
-            history = state.conv.to(xBC_t.dtype)
-            xBC = causal_conv1d_fn(
-                xBC_t, conv_weight, self.conv1d.bias, initial_states=history[:, :, 1:], activation="silu"
-            )
-            state.conv = next_conv_state(history, xBC_t)
-        x, B, C = xBC.transpose(1, 2).split(
-            [self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1
+            return mamba2_mixer_fn(hidden_states, self.weights(), self.settings())
+        # the conv's oldest input is dropped unread (the window shifts before it is used)
+        out, tail, state.ssm = mamba2_mixer_fn(
+            hidden_states, self.weights(), self.settings(), state.conv[:, :, 1:], state.ssm
         )
-        A = -torch.exp(self.A_log.to(f))  # (nheads,)
-        y = ssd_chunk_scan(
-            x.unflatten(-1, (self.nheads, self.headdim)),
-            dt,
-            A,
-            B.unflatten(-1, (self.ngroups, self.d_state)),
-            C.unflatten(-1, (self.ngroups, self.d_state)),
-            chunk_size=self.chunk_size,
-            D=self.D.view(self.nheads, self.headdim) if self.D_has_hdim else self.D,
-            z=None if self.rmsnorm else z.unflatten(-1, (self.nheads, self.headdim)),
-            dt_bias=self.dt_bias,
-            initial_states=None if state is None else state.ssm,
-            dt_softplus=True,
-            dt_limit=self.dt_limit,
-            return_final_states=state is not None,
-        )
-        if state is not None:
-            y, state.ssm = y
-        return self._gate_and_project(y.flatten(-2), z, z0, x0)
+        state.conv = next_conv_state(state.conv, tail.to(state.conv.dtype))  # the conv's last inputs
+        return out
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
         dtype = hidden_states.dtype
         f = state_dtype(dtype)
-        z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(hidden_states[:, 0]))
+        w, settings = self.weights(), self.settings()
+        z0, x0, z, xBC, dt = Mamba2Sizes.of(w, settings).split(self.in_proj(hidden_states[:, 0]))
         state.conv = next_conv_state(state.conv, xBC[:, :, None].to(state.conv.dtype))
         xBC = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
         if self.conv1d.bias is not None:
@@ -196,4 +186,4 @@ class Mamba2(nn.Module):
         if not self.rmsnorm:
             y = y * F.silu(z.to(f).view_as(y))
         y = y.flatten(1).to(dtype)
-        return self._gate_and_project(y, z, z0, x0)[:, None]
+        return gate_and_project(y, z, z0, x0, w, settings)[:, None]

@@ -3,19 +3,21 @@
 The prediction is ``torch.cuda.max_memory_allocated`` over one step (forward, backward, AdamW) under bfloat16
 autocast with float32 weights, as ``genossm bench model --train`` measures it. It counts bytes per token of what the
 code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv holds the H100 measurements it is
-checked against: within 2% in every mode):
+checked against: within 3% in every mode):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
   statistics (4d + 8) and the norm output (the mixer's input). The Mamba-1 mixer is one op
   (kernels/mamba_mixer) that keeps besides only x_proj's output and a float32 state every 128 positions: 1,112
-  bytes per token per block at width 128. Mamba-2 keeps what autograd saves: in_proj's output (z, xBC, dt), the conv
-  output, the scan's chunk start states, its float32 dt and cumsum, the scan output and out_proj's input.
+  bytes per token per block at width 128. The Mamba-2 mixer is one op too (kernels/mamba2_mixer) that keeps nothing
+  else (776 bytes per token per block at width 128); with a gated-MLP part (d_ssm < d_inner) it is a composition
+  that keeps what autograd saves: in_proj's output (z, xBC, dt), the conv output, the scan's chunk start states,
+  its float32 dt and cumsum, the scan output and out_proj's input.
 - **The backward** of the top block runs while everything below it is still held; its working set is the float32
   gradient of the residual stream (4d) and the mixer backward's buffers (Mamba-1: the mixer output's gradient, the
   recomputed in_proj output, conv output and delta, out_proj's input gradient, du, and float32 dB, dC; ddelta, dz
-  and the recomputed scan output are written over delta, z and out_proj's input gradient; Mamba-2: dx, dB, dC, the
-  gradients of the chunk states and dt's gradient parts, or the gated norm's dx, dz and per-program float32 weight
-  gradients, whichever is larger).
+  and the recomputed scan output are written over delta, z and out_proj's input gradient; Mamba-2: the recomputed
+  in_proj output, conv output and chunk start states, the scan output's and the conv output's gradients, then the
+  gradients of the chunk states or dt's gradient parts, and per sequence the initial state's float32 gradient).
 - **Checkpoint mode** keeps each block's inputs (the bfloat16 hidden input and the float32 residual, 6d bytes; the
   first block's input is the float32 embedding, 4d) and, during the backward, the recomputed top block's full
   activations plus the working set. For Mamba-1, whose plain blocks keep little more than their inputs, this saves
@@ -41,6 +43,7 @@ Triton path.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -72,6 +75,7 @@ SCAN_BWD_PROGRAMS_PER_SM = 16  # persistent programs of the scan backward (kerne
 SCAN_BWD_BLOCK_D, SCAN_BWD_TILE_ELEMENTS = 16, 1024  # its channels per program; tile = 1024 // (states x channels)
 SCAN_STATE_SPACING = 128  # Mamba-1's scan saves a float32 state every this many positions (kernels/selective_scan)
 MAX_SEQLEN = 2**40  # the search for the longest sequence stops here
+SSD_MAX_HEADDIM, SSD_MAX_DSTATE = 128, 256  # the largest sizes the SSD kernels take (kernels/ssd/triton_scan.py)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class BlockBytes:
     """The float32 recurrent state (conv window and SSM state) of one sequence."""
     workspace: int = 0
     """Fixed bytes of the block's backward (not per token)."""
+    sequence_backward: int = 0
+    """Bytes per sequence of the block's backward (Mamba-2: the SSD's float32 initial-state gradient)."""
 
 
 def _norm_saved(d: int) -> int:
@@ -137,7 +143,33 @@ def gated_norm_rows(group_size: int) -> int:
     return min(16, max(1, 2048 // (1 << (group_size - 1).bit_length())))
 
 
+def _mamba2_fused_bytes(mixer: Mamba2, act: int) -> BlockBytes:
+    """The mixer as one op (kernels/mamba2_mixer): it keeps its input and recomputes in_proj, the conv and the
+    scan's forward in its backward."""
+    d, d_ssm, n, chunk = mixer.d_model, mixer.d_ssm, mixer.d_state, mixer.chunk_size
+    heads, conv_dim, in_proj = mixer.nheads, mixer.conv_dim, mixer.in_proj.out_features
+    states = d_ssm * n // chunk  # elements of the chunk states per token
+    scan = act * states + 2 * FP32 * heads  # start states, float32 dt and cumsum
+    kept = _norm_saved(d) + act * d
+    # at the scan: in_proj and conv outputs, float32 chunk states beside the start states, the scan output
+    forward = kept + act * (in_proj + conv_dim + d_ssm) + scan + FP32 * states
+    tiles = ssd_backward_tiles(chunk, mixer.headdim, n, act)
+    # the output's gradient, recomputed in_proj and conv outputs, start states, the scan output's gradient (the
+    # scan output itself is freed once out_proj's weight gradient is taken) and the conv output's gradient (dx, dB,
+    # dC); then the scan backward's state gradients (float32 beside the input dtype's) or its float32 dt-gradient
+    # parts and dD partial sums
+    held = act * (d + in_proj + 2 * conv_dim + d_ssm) + scan
+    parts = act * states + FP32 * (heads * (4 + tiles) + tiles * d_ssm // chunk)
+    backward = held + max((FP32 + act) * states, parts) + (0 if mixer.rmsnorm else act * d_ssm)  # or dz
+    state = FP32 * (conv_dim * mixer.d_conv + d_ssm * n)
+    return BlockBytes(kept, forward, backward, state, sequence_backward=FP32 * d_ssm * n)
+
+
 def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
+    """The mixer as a composition under autograd (a gated-MLP part, d_ssm < d_inner, or sizes beyond the SSD
+    kernels: kernels/mamba2_mixer/interface.py)."""
+    if mixer.d_mlp == 0 and mixer.headdim <= SSD_MAX_HEADDIM and mixer.d_state <= SSD_MAX_DSTATE:
+        return _mamba2_fused_bytes(mixer, act)
     d, e, d_ssm, n, chunk = mixer.d_model, mixer.d_inner, mixer.d_ssm, mixer.d_state, mixer.chunk_size
     heads, groups, conv_dim = mixer.nheads, mixer.ngroups, mixer.conv_dim
     states = d_ssm * n // chunk  # elements of the chunk states per token
@@ -169,7 +201,7 @@ def block_bytes(block: nn.Module, act: int) -> BlockBytes:
     mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
     # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
     backward = max(counts.backward - mlp, 2 * act * hidden)
-    return BlockBytes(counts.kept + mlp, counts.forward, backward, counts.state, counts.workspace)
+    return dataclasses.replace(counts, kept=counts.kept + mlp, backward=backward)
 
 
 @dataclass(frozen=True)
@@ -238,25 +270,28 @@ class StepMemory:
         norm_saved = _norm_saved(d)
         head = [(norm_saved + act * d, 3 * FP32 * self.config.padded_vocab_size)] if self.task == "lm" else []
         head.append((norm_saved, FP32 * d + 2 * act * d))
-        top_block_work = FP32 * d + block.backward  # the residual stream's float32 gradient, the block's backward
+        tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
+        # (kept, working) bytes of each phase: per token, and the working bytes per sequence of the top block's
+        # backward: the residual stream's float32 gradient, the block's backward
+        top_block = (FP32 * d + block.backward, block.sequence_backward)
         if mode == "segmented" and seqlen > segment_len:  # the float32 start states of every segment
             inputs += math.ceil(seqlen / segment_len) * layers * block.state * batch
         if mode != "checkpoint":  # plain, or segmented: plain over one segment
             phases = [
-                ((layers - 1) * block.kept, block.forward),
-                (layers * block.kept, top_block_work),
-                *((layers * block.kept + k, w) for k, w in head),
+                ((layers - 1) * block.kept, (block.forward, 0)),
+                (layers * block.kept, top_block),
+                *((layers * block.kept + k, (w, 0)) for k, w in head),
             ]
         else:
             block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
             phases = [
-                (block_inputs + block.kept, top_block_work),
-                (block_inputs, block.forward),
-                *((block_inputs + k, w) for k, w in head),
+                (block_inputs + block.kept, top_block),
+                (block_inputs, (block.forward, 0)),
+                *((block_inputs + k, (w, 0)) for k, w in head),
             ]
-        tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
-        kept, working = max(phases, key=sum)
-        return MemoryEstimate(mode, 16 * self.parameters, inputs, tokens * kept, tokens * working + self.workspace)
+        totals = [(tokens * k, tokens * w + batch * per_sequence) for k, (w, per_sequence) in phases]
+        kept, working = max(totals, key=sum)
+        return MemoryEstimate(mode, 16 * self.parameters, inputs, kept, working + self.workspace)
 
     def peak(self, shapes: Sequence[StepShape], mode: str, segment_len: int = DEFAULT_SEGMENT_LEN) -> int:
         """The largest predicted peak over the step shapes of a run (its sequence-length stages)."""

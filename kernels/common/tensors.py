@@ -20,3 +20,15 @@ def backward_will_run(*tensors: Tensor | None) -> bool:
     """Whether autograd records an op on these inputs (for an autograd.Function, asked before ``apply``: inside
     ``forward`` grad mode is off, and ``ctx.needs_input_grad`` is true for parameters even under ``no_grad``)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def compute_dtype(hidden: Tensor) -> torch.dtype:
+    """The dtype of a fused op's matrix products: autocast's when it is on (as nn.Linear would run), else hidden's."""
+    if torch.is_autocast_enabled(hidden.device.type):
+        return torch.get_autocast_dtype(hidden.device.type)
+    return hidden.dtype
+
+
+def weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
+    """nn.Linear's weight gradient: grad^T inputs over every position."""
+    return grad.reshape(-1, grad.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])

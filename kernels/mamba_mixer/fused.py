@@ -20,20 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.tensors import backward_will_run
+from ..common.tensors import backward_will_run, compute_dtype, weight_grad
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
 from ..selective_scan.tiling import ScanTiling, plan_scan
 from .reference import conv_tail
 from .weights import MixerWeights
-
-
-def _compute_dtype(hidden: Tensor) -> torch.dtype:
-    """The dtype of the matrix products: autocast's when it is on (as nn.Linear would run), else hidden's."""
-    if torch.is_autocast_enabled(hidden.device.type):
-        return torch.get_autocast_dtype(hidden.device.type)
-    return hidden.dtype
 
 
 def _cast(w: MixerWeights, dtype: torch.dtype) -> MixerWeights:
@@ -71,11 +64,6 @@ def _B_C(x_dbl: Tensor, w: MixerWeights) -> tuple[Tensor, Tensor]:
     return x_dbl[..., r : r + n].transpose(1, 2), x_dbl[..., r + n :].transpose(1, 2)
 
 
-def _weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
-    """nn.Linear's weight gradient: grad^T inputs over every position."""
-    return grad.reshape(-1, grad.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])
-
-
 class MambaMixerFn(torch.autograd.Function):
     """The mixer forward, keeping its input, x_proj's output and the scan states; the backward recomputes the rest.
 
@@ -93,7 +81,7 @@ class MambaMixerFn(torch.autograd.Function):
         save: bool,
         *weights: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dtype = _compute_dtype(hidden)
+        dtype = compute_dtype(hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.to(dtype)
             w = _cast(MixerWeights(*weights), dtype)
@@ -132,23 +120,23 @@ class MambaMixerFn(torch.autograd.Function):
                 d_gated, d_last, u, delta, A2, B, C, w.D, z, w.dt_bias, True, chunks, tiling, ctx.needs_input_grad[2],
                 ddelta=delta, dz=z, out=d_gated,
             )  # fmt: skip
-            d_out_proj = _weight_grad(dout, d_gated.transpose(1, 2))
+            d_out_proj = weight_grad(dout, d_gated.transpose(1, 2))
             d_out_bias = dout.sum((0, 1)) if w.out_proj_bias is not None else None
             del d_gated, delta
             ddelta = ddelta.transpose(1, 2)  # (b, l, d_inner) memory
             r, n = w.dt_rank, w.d_state
             dx_dbl = torch.cat([ddelta @ w.dt_proj, dB.transpose(1, 2), dC.transpose(1, 2)], dim=-1)
-            d_dt_proj = _weight_grad(ddelta, x_dbl[..., :r])
+            d_dt_proj = weight_grad(ddelta, x_dbl[..., :r])
             del ddelta
             du.transpose(1, 2).view(-1, d_inner).addmm_(dx_dbl.view(-1, r + 2 * n), w.x_proj)  # x_proj's input grad
-            d_x_proj = _weight_grad(dx_dbl, u.transpose(1, 2))
+            d_x_proj = weight_grad(dx_dbl, u.transpose(1, 2))
             dx, d_conv, d_conv_bias, d_conv_in = conv_bwd(x, w.conv, w.conv_bias, conv_in, du, True)
             if d_tail is not None:  # the carried conv window's gradient, into x's last positions
                 dx[:, :, dx.shape[2] - d_tail.shape[2] :] += d_tail
             dx, dz = dx.transpose(1, 2), dz.transpose(1, 2)  # (b, l, d_inner) views
             dhidden = dx.reshape(-1, d_inner) @ w.in_proj[:d_inner]
             dhidden.addmm_(dz.reshape(-1, d_inner), w.in_proj[d_inner:])
-            d_in_proj = torch.cat([_weight_grad(dx, h), _weight_grad(dz, h)])
+            d_in_proj = torch.cat([weight_grad(dx, h), weight_grad(dz, h)])
             d_in_bias = torch.cat([dx.sum((0, 1)), dz.sum((0, 1))]) if w.in_proj_bias is not None else None
         grads = (
             d_in_proj,

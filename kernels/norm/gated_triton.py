@@ -6,7 +6,9 @@ Per row and group of ``group_size`` channels, in float32 (``reference.gated_rms_
     norm before the gate:           out = x * rstd(x) * w * silu(z)
 
 with rstd(v) = 1 / sqrt(mean(v^2) + eps). The backward recomputes the row statistics from x and z (nothing but the
-inputs is saved) and writes d(weight) as per-block partial sums, added in a fixed order (deterministic).
+inputs is saved) and writes d(weight) as per-block partial sums, added in a fixed order (deterministic). It can write
+the gradients over the inputs they come from (each row is read before it is written, by the same program) and the
+forward's output again, for a caller that recomputes rather than keeps (the Mamba-2 mixer op).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ def _gated_rms_norm_fwd_kernel(
 
 @triton.jit
 def _gated_rms_norm_bwd_kernel(
-    x_ptr, z_ptr, w_ptr, dout_ptr, dx_ptr, dz_ptr, dw_part_ptr,
-    nrows, group_size, width, eps, stride_x, stride_z, stride_dout, stride_dx, stride_dz,
-    HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
+    x_ptr, z_ptr, w_ptr, dout_ptr, dx_ptr, dz_ptr, dw_part_ptr, out_ptr,
+    nrows, group_size, width, eps, stride_x, stride_z, stride_dout, stride_dx, stride_dz, stride_out,
+    HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, WRITE_OUT: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_G: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0).to(tl.int64)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -67,6 +70,11 @@ def _gated_rms_norm_bwd_kernel(
         u = x
     rstd = 1.0 / tl.sqrt(tl.sum(u * u, axis=1) / group_size + eps)
     u_hat = u * rstd[:, None]
+    if WRITE_OUT:
+        out = u_hat * w[None, :]
+        if HAS_Z and NORM_BEFORE_GATE:
+            out = out * gate
+        tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
     if HAS_Z and NORM_BEFORE_GATE:
         dz = g * u_hat * w[None, :] * dgate
         g = g * gate
@@ -93,44 +101,71 @@ def _launch_shape(group_size: int) -> tuple[int, int, int]:
     return min(16, max(1, 2048 // block_g)), block_g, 4 if block_g <= 512 else 8
 
 
+def gated_norm_fwd(x: Tensor, weight: Tensor, z: Tensor | None, eps: float, group_size: int, norm_before_gate: bool
+                   ) -> Tensor:  # fmt: skip
+    """The normed (and gated) x, like x."""
+    x2, z2 = _rows(x), None if z is None else _rows(z)
+    width = x2.shape[1]
+    out = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
+    block_m, block_g, warps = _launch_shape(group_size)
+    grid = (triton.cdiv(x2.shape[0], block_m), width // group_size)
+    _gated_rms_norm_fwd_kernel[grid](
+        x2, z2 if z2 is not None else x2, weight, out,
+        x2.shape[0], group_size, eps, x2.stride(0), (z2 if z2 is not None else x2).stride(0), out.stride(0),
+        HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
+        num_warps=warps,
+    )  # fmt: skip
+    return out.view(x.shape)
+
+
+def gated_norm_bwd(
+    x: Tensor,
+    weight: Tensor,
+    z: Tensor | None,
+    dout: Tensor,
+    eps: float,
+    group_size: int,
+    norm_before_gate: bool,
+    dx: Tensor | None = None,
+    dz: Tensor | None = None,
+    out: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(dx, float32 dweight, dz). ``dx`` and ``dz``, if given, are where those go, and ``out`` receives the
+    forward's output; each may be an input itself (dout, z, x): rows are read before they are written. All are
+    (..., width) with unit stride along the width."""
+    x2, z2, d2 = _rows(x), None if z is None else _rows(z), _rows(dout)
+    nrows, width = x2.shape
+    dx2 = torch.empty(x2.shape, device=x.device, dtype=x.dtype) if dx is None else dx.view(-1, width)
+    dz2 = None
+    if z is not None:
+        dz2 = torch.empty(z2.shape, device=z.device, dtype=z.dtype) if dz is None else dz.view(-1, width)
+    out2 = x2 if out is None else out.view(-1, width)
+    block_m, block_g, warps = _launch_shape(group_size)
+    nblocks = triton.cdiv(nrows, block_m)
+    dw_part = torch.empty((nblocks, width), device=x.device, dtype=torch.float32)
+    zz, dzz = (z2, dz2) if z is not None else (x2, dx2)
+    _gated_rms_norm_bwd_kernel[(nblocks, width // group_size)](
+        x2, zz, weight, d2, dx2, dzz, dw_part, out2,
+        nrows, group_size, width, eps, x2.stride(0), zz.stride(0), d2.stride(0), dx2.stride(0), dzz.stride(0),
+        out2.stride(0),
+        HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, WRITE_OUT=out is not None, BLOCK_M=block_m,
+        BLOCK_G=block_g, num_warps=warps,
+    )  # fmt: skip
+    return dx2.view(x.shape), dw_part.sum(0), None if z is None else dz2.view(z.shape)
+
+
 class GatedRMSNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, z, eps, group_size, norm_before_gate):
-        x2, z2 = _rows(x), None if z is None else _rows(z)
-        width = x2.shape[1]
-        out = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
-        block_m, block_g, warps = _launch_shape(group_size)
-        grid = (triton.cdiv(x2.shape[0], block_m), width // group_size)
-        _gated_rms_norm_fwd_kernel[grid](
-            x2, z2 if z2 is not None else x2, weight, out,
-            x2.shape[0], group_size, eps, x2.stride(0), (z2 if z2 is not None else x2).stride(0), out.stride(0),
-            HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
-            num_warps=warps,
-        )  # fmt: skip
         ctx.save_for_backward(x, weight, z)
         ctx.settings = (eps, group_size, norm_before_gate)
-        return out.view(x.shape)
+        return gated_norm_fwd(x, weight, z, eps, group_size, norm_before_gate)
 
     @staticmethod
     def backward(ctx, dout):
         x, weight, z = ctx.saved_tensors
-        eps, group_size, norm_before_gate = ctx.settings
-        x2, z2, d2 = _rows(x), None if z is None else _rows(z), _rows(dout)
-        nrows, width = x2.shape
-        dx = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
-        dz = torch.empty(z2.shape, device=z.device, dtype=z.dtype) if z is not None else None
-        block_m, block_g, warps = _launch_shape(group_size)
-        nblocks = triton.cdiv(nrows, block_m)
-        dw_part = torch.empty((nblocks, width), device=x.device, dtype=torch.float32)
-        zz, dzz = (z2, dz) if z is not None else (x2, dx)
-        _gated_rms_norm_bwd_kernel[(nblocks, width // group_size)](
-            x2, zz, weight, d2, dx, dzz, dw_part,
-            nrows, group_size, width, eps, x2.stride(0), zz.stride(0), d2.stride(0), dx.stride(0), dzz.stride(0),
-            HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
-            num_warps=warps,
-        )  # fmt: skip
-        dweight = dw_part.sum(0).to(weight.dtype)
-        return dx.view(x.shape), dweight, None if dz is None else dz.view(z.shape), None, None, None
+        dx, dweight, dz = gated_norm_bwd(x, weight, z, dout, *ctx.settings)
+        return dx, dweight.to(weight.dtype), dz, None, None, None
 
 
 def gated_rms_norm_triton(

@@ -221,12 +221,13 @@ def chunk_scan_bwd_dc(
     cs: Tensor,
     starts: Tensor,
     tiles: SSDTiles,
+    dC: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Returns dC (like C) and u (batch, heads, chunks, chunk_size) float32."""
+    """Returns dC (like C, or into ``dC``: any strides) and u (batch, heads, chunks, chunk_size) float32."""
     batch, seqlen, nheads, headdim = x.shape
     ngroups, dstate = C.shape[2], C.shape[3]
     nchunks, chunk_size = cs.shape[2], cs.shape[3]
-    dC = new_buffer(C.shape, C.device, C.dtype)
+    dC = new_buffer(C.shape, C.device, C.dtype) if dC is None else dC
     u = new_buffer(cs.shape, cs.device)
     zz = z if z is not None else dout
     grid = (batch * nchunks * ngroups * triton.cdiv(chunk_size, tiles.block_t_bwd),)

@@ -175,15 +175,17 @@ def dx_db_bwd(
     cs: Tensor,
     dchunk_states: Tensor,
     tiles: SSDTiles,
+    dx: Tensor | None = None,
+    dB: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, DecayGradParts, Tensor | None]:
     """Returns dx (like x), dB (like B), the decay-gradient parts and the dD partial sums (batch, chunks, tiles,
-    heads, headdim) float32, or None without D."""
+    heads, headdim) float32, or None without D. ``dx`` and ``dB``, if given, are where those go (any strides)."""
     batch, seqlen, nheads, headdim = x.shape
     ngroups, dstate = B.shape[2], B.shape[3]
     nchunks, chunk_size = cs.shape[2], cs.shape[3]
     ntiles = triton.cdiv(chunk_size, tiles.block_t_bwd)
-    dx = new_buffer(x.shape, x.device, x.dtype)
-    dB = new_buffer(B.shape, B.device, B.dtype)
+    dx = new_buffer(x.shape, x.device, x.dtype) if dx is None else dx
+    dB = new_buffer(B.shape, B.device, B.dtype) if dB is None else dB
     parts = DecayGradParts(
         *(new_buffer(cs.shape, cs.device) for _ in range(3)),
         new_buffer((batch, nheads, nchunks, ntiles, chunk_size), cs.device),

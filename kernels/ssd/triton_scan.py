@@ -39,7 +39,8 @@ def _state_tiles(x: Tensor, B: Tensor, nchunks: int) -> tuple[int, int]:
     return state_passing_tiles(batch * nheads, headdim * B.shape[-1], nchunks)
 
 
-def _fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit):
+def ssd_fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit):
+    """(out, final states, what the backward needs: (dt processed, cs, chunk start states, pre-gate output))."""
     tiles = ssd_tiles(chunk_size, x.shape[-1], B.shape[-1], x.dtype)
     dt_proc, cs, chunk_states = chunk_state_fwd(x, dt, A, B, dt_bias, dt_softplus, dt_limit, chunk_size, tiles)
     block_pn, block_chunks = _state_tiles(x, B, cs.shape[2])
@@ -49,7 +50,10 @@ def _fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus,
     return out, final, (dt_proc, cs, starts, ypre)
 
 
-def _bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre, dt_softplus, dt_limit):
+def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, saved, dt_softplus, dt_limit, into=(None, None, None)):
+    """(dx, ddt, dA, dB, dC, dD, dz, ddt_bias, d initial states) from :func:`ssd_fwd`'s ``saved``; ``into``:
+    optional (dx, dB, dC) buffers (any strides) that those gradients are written into."""
+    dt_proc, cs, starts, ypre = saved
     nheads = x.shape[2]
     tiles = ssd_tiles(cs.shape[3], x.shape[-1], B.shape[-1], x.dtype)
     dstarts, dz = chunk_scan_bwd_dstarts(dout, z, ypre, C, cs, nheads, tiles)
@@ -58,8 +62,9 @@ def _bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre,
         dstarts, cs, starts, dfinal, state_dtype(x.dtype), block_pn, block_chunks
     )
     del dstarts
-    dC, u = chunk_scan_bwd_dc(dout, z, x, B, C, dt_proc, cs, starts, tiles)
-    dx, dB, parts, dD_part = dx_db_bwd(dout, z, x, B, C, D, dt_proc, cs, dchunk, tiles)
+    dx_into, dB_into, dC_into = into
+    dC, u = chunk_scan_bwd_dc(dout, z, x, B, C, dt_proc, cs, starts, tiles, dC=dC_into)
+    dx, dB, parts, dD_part = dx_db_bwd(dout, z, x, B, C, D, dt_proc, cs, dchunk, tiles, dx=dx_into, dB=dB_into)
     ddt, dA, ddt_bias = dt_bwd(dt, dt_bias, A, dt_softplus, dt_limit, dt_proc, cs, parts, u, ddecay, tiles.block_t_bwd)
     dD = None
     if D is not None:
@@ -76,10 +81,8 @@ class SSDChunkScanFn(torch.autograd.Function):
         B_dtype, C_dtype = B.dtype, C.dtype
         if B.dtype != x.dtype or C.dtype != x.dtype:  # the matrix products take one operand dtype
             B, C = B.to(x.dtype), C.to(x.dtype)
-        out, final, (dt_proc, cs, starts, ypre) = _fwd(
-            x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit
-        )
-        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre)
+        out, final, saved = ssd_fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, *saved)
         ctx.settings = (dt_softplus, dt_limit)
         ctx.input_dtypes = (B_dtype, C_dtype, None if initial_states is None else initial_states.dtype)
         ctx.set_materialize_grads(False)
@@ -87,11 +90,11 @@ class SSDChunkScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dfinal):
-        x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre = ctx.saved_tensors
+        x, dt, A, B, C, D, z, dt_bias, *saved = ctx.saved_tensors
         if dout is None:
             dout = torch.zeros_like(x)
-        dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial = _bwd(
-            dout, dfinal, x, dt, A, B, C, D, z, dt_bias, dt_proc, cs, starts, ypre, *ctx.settings
+        dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial = ssd_bwd(
+            dout, dfinal, x, dt, A, B, C, D, z, dt_bias, saved, *ctx.settings
         )
         B_dtype, C_dtype, initial_dtype = ctx.input_dtypes
         dinitial = dinitial.to(initial_dtype) if initial_dtype is not None else None
