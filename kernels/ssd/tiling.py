@@ -52,7 +52,9 @@ def ssd_tiles(chunk_size: int, headdim: int, dstate: int, dtype: torch.dtype = t
     wide = dtype == torch.float32
     block_t = min(MAX_BLOCK_T, 32 if wide else 64, _pow2(chunk_size))
     block_t_bwd = min(block_t, 32 if block_p + block_n > 192 else 64)
-    block_t_inner = max(16, block_t_bwd // 2)
+    # 32 query positions per inner step of the dx/dB kernel at every state size measured (H100, 2^20 tokens: at
+    # N = 256, 16 -> 32: 14.35 -> 10.25 ms; at N = 64 and 128, 16 and 64 are both slower than 32)
+    block_t_inner = min(32, block_t_bwd)
     # (headdim x dstate) float32 accumulators stay at or under 64 x 128.
     block_n_state = min(block_n, max(16, 8192 // block_p))
     # One warpgroup: at P = 64 eight warps took twice as long in every matrix-product kernel (H100, 2^20 tokens,
