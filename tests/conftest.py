@@ -36,6 +36,21 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).norm() / ref.norm().clamp(min=1e-30))
 
 
+def saved_bytes(call, params) -> int:
+    """Bytes of the tensors autograd saves while ``call()`` runs, besides ``params`` (each storage counted once)."""
+    skip = {p.data_ptr() for p in params if p is not None}
+    saved = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in skip:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        call()
+    return sum(saved.values())
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private genossm cache folder (indexes and decompressed copies of FASTA files) for one test."""

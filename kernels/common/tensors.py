@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -32,3 +36,9 @@ def compute_dtype(hidden: Tensor) -> torch.dtype:
 def weight_grad(grad: Tensor, inputs: Tensor) -> Tensor:
     """nn.Linear's weight gradient: grad^T inputs over every position."""
     return grad.reshape(-1, grad.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])
+
+
+def cast_fields(weights: T, dtype: torch.dtype, fields: tuple[str, ...]) -> T:
+    """A NamedTuple of weights with the named fields in ``dtype`` (None stays None)."""
+    cast = {f: getattr(weights, f) for f in fields}
+    return weights._replace(**{f: t.to(dtype) if t is not None else None for f, t in cast.items()})

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.tensors import compute_dtype, weight_grad
+from ..common.tensors import cast_fields, compute_dtype, weight_grad
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..mamba_mixer.reference import conv_tail
 from ..norm.gated_triton import gated_norm_bwd, gated_norm_fwd
@@ -29,19 +29,8 @@ from ..ssd.triton_scan import ssd_bwd, ssd_fwd
 from .reference import scan_inputs
 from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights
 
-
-def _cast(w: Mamba2Weights, dtype: torch.dtype) -> Mamba2Weights:
-    """The projections in the compute dtype; the conv, dt bias, A, D and the norm stay as given (kernels read them)."""
-
-    def cast(t: Tensor | None) -> Tensor | None:
-        return t.to(dtype) if t is not None else None
-
-    return w._replace(
-        in_proj=cast(w.in_proj),
-        in_proj_bias=cast(w.in_proj_bias),
-        out_proj=cast(w.out_proj),
-        out_proj_bias=cast(w.out_proj_bias),
-    )
+# The weights cast to the compute dtype; the kernels read the others (conv, dt bias, A, D, norm) as given.
+PROJECTIONS = ("in_proj", "in_proj_bias", "out_proj", "out_proj_bias")
 
 
 def _forward(h: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_in: Tensor | None, initial: Tensor | None):
@@ -74,7 +63,7 @@ class Mamba2MixerFn(torch.autograd.Function):
         dtype = compute_dtype(hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.to(dtype)
-            w = _cast(Mamba2Weights(*weights), dtype)
+            w = cast_fields(Mamba2Weights(*weights), dtype, PROJECTIONS)
             conv_in = conv_initial.to(dtype) if conv_initial is not None else None
             z, xBC_t, _, _, y, final, _ = _forward(h, w, s, conv_in, initial_state)
             if w.norm is not None:
@@ -92,7 +81,7 @@ class Mamba2MixerFn(torch.autograd.Function):
         h, conv_in, initial, *weights = ctx.saved_tensors
         s: Mamba2Settings = ctx.settings
         with torch.autocast(h.device.type, enabled=False):
-            w = _cast(Mamba2Weights(*weights), ctx.dtype)
+            w = cast_fields(Mamba2Weights(*weights), ctx.dtype, PROJECTIONS)
             dout = dout.to(ctx.dtype) if dout is not None else h.new_zeros(*h.shape[:2], w.out_proj.shape[0])
             z, xBC_t, dt, (x, B, C), y, final, saved = _forward(h, w, s, conv_in, initial)
             del final  # float32 per sequence: 128 MB at batch 1024, N = 128

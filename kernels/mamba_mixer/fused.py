@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.tensors import backward_will_run, compute_dtype, weight_grad
+from ..common.tensors import backward_will_run, cast_fields, compute_dtype, weight_grad
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
@@ -28,21 +28,8 @@ from ..selective_scan.tiling import ScanTiling, plan_scan
 from .reference import conv_tail
 from .weights import MixerWeights
 
-
-def _cast(w: MixerWeights, dtype: torch.dtype) -> MixerWeights:
-    """The projections in the compute dtype; the conv, dt bias, A and D stay as given (the kernels read them)."""
-
-    def cast(t: Tensor | None) -> Tensor | None:
-        return t.to(dtype) if t is not None else None
-
-    return w._replace(
-        in_proj=cast(w.in_proj),
-        in_proj_bias=cast(w.in_proj_bias),
-        x_proj=cast(w.x_proj),
-        dt_proj=cast(w.dt_proj),
-        out_proj=cast(w.out_proj),
-        out_proj_bias=cast(w.out_proj_bias),
-    )
+# The weights cast to the compute dtype; the kernels read the others (conv, dt bias, A, D) as given.
+PROJECTIONS = ("in_proj", "in_proj_bias", "x_proj", "dt_proj", "out_proj", "out_proj_bias")
 
 
 def _scan_inputs(
@@ -84,7 +71,7 @@ class MambaMixerFn(torch.autograd.Function):
         dtype = compute_dtype(hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.to(dtype)
-            w = _cast(MixerWeights(*weights), dtype)
+            w = cast_fields(MixerWeights(*weights), dtype, PROJECTIONS)
             conv_in = conv_initial.to(dtype) if conv_initial is not None else None
             x, z, u, x_dbl, delta = _scan_inputs(h, w, conv_in)
             B, C = _B_C(x_dbl, w)
@@ -108,7 +95,7 @@ class MambaMixerFn(torch.autograd.Function):
         h, conv_in, x_dbl, chunks, *weights = ctx.saved_tensors
         tiling: ScanTiling = ctx.tiling
         with torch.autocast(h.device.type, enabled=False):
-            w = _cast(MixerWeights(*weights), ctx.dtype)
+            w = cast_fields(MixerWeights(*weights), ctx.dtype, PROJECTIONS)
             dout = dout.to(ctx.dtype) if dout is not None else h.new_zeros(*h.shape[:2], w.out_proj.shape[0])
             x, z, u, x_dbl, delta = _scan_inputs(h, w, conv_in, x_dbl)
             B, C = _B_C(x_dbl, w)
