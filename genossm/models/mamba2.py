@@ -176,7 +176,7 @@ class Mamba2(nn.Module):
         dt = F.softplus(dt.to(f) + self.dt_bias.to(f))  # (b, h)
         if self.dt_limit != (0.0, float("inf")):
             dt = dt.clamp(*self.dt_limit)
-        A = -torch.exp(self.A_log.to(f))
+        A = w.A.to(f)
         xh = x.to(f).view(-1, self.nheads, self.headdim)  # (b, h, p)
         decay = torch.exp(dt * A)[:, :, None, None]
         state.ssm = decay * state.ssm + (dt[:, :, None] * xh)[..., None] * B[:, :, None, :]

@@ -41,9 +41,7 @@ def _forward(h: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_in: Tensor | N
     xBC_t = xBC.transpose(1, 2)
     x, B, C = scan_inputs(conv_fwd(xBC_t, w.conv, w.conv_bias, conv_in, silu=True).transpose(1, 2), s, sizes)
     z_scan = None if w.norm is not None else z.unflatten(-1, (sizes.nheads, s.headdim))
-    y, final, saved = ssd_fwd(
-        x, dt, w.A, B, C, s.chunk_size, w.D, z_scan, w.dt_bias, initial, True, tuple(map(float, s.dt_limit))
-    )
+    y, final, saved = ssd_fwd(x, dt, w.A, B, C, s.chunk_size, w.D, z_scan, w.dt_bias, initial, True, s.dt_limit)
     return z, xBC_t, dt, (x, B, C), y.flatten(-2), final, saved
 
 
@@ -99,7 +97,7 @@ class Mamba2MixerFn(torch.autograd.Function):
             z_scan = None if w.norm is not None else z.unflatten(-1, (sizes.nheads, s.headdim))
             _, ddt, dA, _, _, dD, dz_scan, ddt_bias, d_initial = ssd_bwd(
                 dy.unflatten(-1, (sizes.nheads, s.headdim)), d_final, x, dt, w.A, B, C, w.D, z_scan, w.dt_bias, saved,
-                True, tuple(map(float, s.dt_limit)), into=scan_inputs(d_conv_out, s, sizes),
+                True, s.dt_limit, into=scan_inputs(d_conv_out, s, sizes),
             )  # fmt: skip
             del x, B, C, saved, dy
             if w.norm is None:

@@ -24,10 +24,10 @@ def mamba2_mixer_fn(
     a gated-MLP part, float64, or sizes the SSD kernels do not take run the reference composition.
     """
     if hidden.dtype != torch.float64 and hidden.shape[1] > 0 and use_triton(hidden):
-        from ..ssd.triton_scan import MAX_DSTATE, MAX_HEADDIM
+        from ..ssd.triton_scan import size_reason
         from .fused import mamba2_mixer_fused  # Triton is imported only here
 
-        fits = settings.headdim <= MAX_HEADDIM and settings.d_state <= MAX_DSTATE
+        fits = size_reason(settings.headdim, settings.d_state) is None
         if fits and Mamba2Sizes.of(weights, settings).d_mlp == 0:
             return mamba2_mixer_fused(hidden, weights, settings, conv_initial, initial_state)
     return mamba2_mixer_ref(hidden, weights, settings, conv_initial, initial_state)

@@ -37,6 +37,9 @@ class Mamba2Settings:
     norm_eps: float = 1e-5
     norm_before_gate: bool = False
 
+    def __post_init__(self) -> None:  # the scan kernels take the limits as floats
+        object.__setattr__(self, "dt_limit", tuple(map(float, self.dt_limit)))
+
 
 class Mamba2Sizes(NamedTuple):
     """Widths of in_proj's output pieces [z0, x0, z, xBC, dt] and of the scan's heads."""

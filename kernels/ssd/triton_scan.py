@@ -23,12 +23,19 @@ MAX_HEADDIM = 128
 MAX_DSTATE = 256
 
 
+def size_reason(headdim: int, dstate: int) -> str | None:
+    """Why the kernels cannot take this head dimension and state size, or None when they can."""
+    if headdim > MAX_HEADDIM or dstate > MAX_DSTATE:
+        return f"headdim {headdim} / dstate {dstate} (at most {MAX_HEADDIM} / {MAX_DSTATE})"
+    return None
+
+
 def unsupported_reason(x: Tensor, B: Tensor) -> str | None:
     """Why the kernels cannot take these inputs (then the PyTorch path runs), or None when they can."""
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return f"{x.dtype} inputs (float32, float16 and bfloat16 only)"
-    if x.shape[-1] > MAX_HEADDIM or B.shape[-1] > MAX_DSTATE:
-        return f"headdim {x.shape[-1]} / dstate {B.shape[-1]} (at most {MAX_HEADDIM} / {MAX_DSTATE})"
+    if (reason := size_reason(x.shape[-1], B.shape[-1])) is not None:
+        return reason
     if x.shape[1] == 0:
         return "an empty sequence"
     return None

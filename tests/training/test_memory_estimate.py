@@ -134,11 +134,16 @@ def test_mirrored_kernel_constants_match_the_kernels():
     from genossm.kernels.norm.gated_triton import _launch_shape
     from genossm.kernels.selective_scan import fused_bwd
     from genossm.kernels.selective_scan.tiling import BWD_BLOCK_D, CHUNK, plan_scan
+    from genossm.kernels.ssd import triton_scan
     from genossm.kernels.ssd.tiling import ssd_tiles
 
     assert memory_estimate.SCAN_STATE_SPACING == CHUNK
     assert memory_estimate.SCAN_BWD_PROGRAMS_PER_SM == fused_bwd.PROGRAMS_PER_SM
     assert memory_estimate.SCAN_BWD_BLOCK_D == BWD_BLOCK_D
+    assert (memory_estimate.SSD_MAX_HEADDIM, memory_estimate.SSD_MAX_DSTATE) == (
+        triton_scan.MAX_HEADDIM,
+        triton_scan.MAX_DSTATE,
+    )
     for dstate in (1, 4, 16, 24, 64):
         tiling = plan_scan(4, 256, dstate, 4096, 1, torch.device("cpu"))
         assert memory_estimate.scan_backward_tile(dstate) == (tiling.block_n, tiling.bwd_tile)
