@@ -27,7 +27,7 @@ from ..mamba_mixer.reference import conv_tail
 from ..norm.gated_triton import gated_norm_bwd, gated_norm_fwd
 from ..ssd.triton_scan import ssd_bwd, ssd_fwd
 from .reference import scan_inputs
-from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights
+from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights, in_proj_padded
 
 # The weights cast to the compute dtype; the kernels read the others (conv, dt bias, A, D, norm) as given.
 PROJECTIONS = ("in_proj", "in_proj_bias", "out_proj", "out_proj_bias")
@@ -37,7 +37,7 @@ def _forward(h: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_in: Tensor | N
     """in_proj, conv and scan: (z, xBC before the conv (b, conv_dim, l), dt, (x, B, C), scan output, final state,
     what the scan's backward needs)."""
     sizes = Mamba2Sizes.of(w, s)
-    _, _, z, xBC, dt = sizes.split(F.linear(h, w.in_proj, w.in_proj_bias))
+    _, _, z, xBC, dt = sizes.split(in_proj_padded(h, w))
     xBC_t = xBC.transpose(1, 2)
     x, B, C = scan_inputs(conv_fwd(xBC_t, w.conv, w.conv_bias, conv_in, silu=True).transpose(1, 2), s, sizes)
     z_scan = None if w.norm is not None else z.unflatten(-1, (sizes.nheads, s.headdim))

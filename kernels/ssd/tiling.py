@@ -16,6 +16,8 @@ import triton
 MAX_BLOCK_T = 64
 # When True, fresh buffers are filled with NaN instead of left uninitialised (tests: exposes unwritten reads).
 POISON_BUFFERS = False
+MAX_STATE_BLOCK, MIN_STATE_BLOCK = 1024, 32  # state elements per program of the state passing
+STATE_PROGRAMS = 512  # programs the state passing aims for before it cuts state blocks smaller
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,18 @@ def ssd_tiles(chunk_size: int, headdim: int, dstate: int, dtype: torch.dtype = t
 def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tuple[int, int]:
     """(state elements, chunks) per tile of the state-passing scan.
 
-    The scan is sequential over chunks but parallel over (batch, head, state block): when there are few sequences
-    (one long genome), the state blocks shrink so that enough programs run, and each step scans a block of chunks
-    at once so that the serial loop stays short.
+    The scan is sequential over chunks but parallel over (batch, head, state block): blocks are as large as keeps
+    enough programs running, so that one long genome (batch 1) cuts its states finer, and each step scans a block of
+    chunks at once so that the serial loop stays short. Its launcher gives a block 8 elements per thread
+    (kernels/common/ssd_state_passing.py).
     """
-    # Large states start from smaller blocks (H100, P = 64, N = 128, 2^20 tokens: forward 1.48 -> 0.82 ms at 1K,
-    # 0.84 -> 0.61 at 16K; backward 1.58 -> 1.08 and 0.95 -> 0.70). At N = 64 blocks of 64 were faster at 1K and
-    # slower at 16K, where the decay gradient sums one partial per block (kernels/ssd/dt_bwd.py).
-    block_pn = 64 if state_size >= 8192 else 256
-    while block_pn > 32 and batch_heads * triton.cdiv(state_size, block_pn) < 512:
+    # H100, P = 64, 2^20 tokens, forward + backward (ms): at 1K (batch 1024) blocks of 1024 on 4 warps 0.39 (N = 64)
+    # and 0.73 (N = 128), against 1.44 and 1.92 for blocks of 256 and 64 on 4 warps (2 elements per thread or
+    # fewer); at 1M (batch 1) blocks of 64 on one warp 0.81 and 0.91, blocks of 256 2.1 and 2.2, and at N = 64
+    # blocks of 32 (512 programs) 0.69. (The decay gradient sums one partial per block, kernels/ssd/dt_bwd.py:
+    # larger blocks leave it fewer.)
+    block_pn = min(MAX_STATE_BLOCK, triton.next_power_of_2(state_size))
+    while block_pn > MIN_STATE_BLOCK and batch_heads * triton.cdiv(state_size, block_pn) < STATE_PROGRAMS:
         block_pn //= 2
     block_chunks = min(max(2, 2048 // block_pn), max(2, triton.next_power_of_2(nchunks)))
     return block_pn, block_chunks
