@@ -7,7 +7,15 @@ from .backend import backend, get_backend, set_backend, use_triton
 from .conv1d import causal_conv1d_fn, causal_conv1d_ref
 from .mamba2_mixer import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn, mamba2_mixer_ref
 from .mamba_mixer import MixerWeights, mamba_mixer_fn, mamba_mixer_ref
-from .norm import add_norm, add_norm_ref, gated_rms_norm, gated_rms_norm_ref, layer_norm_ref, rms_norm_ref
+from .norm import (
+    add_norm,
+    add_norm_ref,
+    gated_rms_norm,
+    gated_rms_norm_ref,
+    layer_norm_ref,
+    norm_of_stream,
+    rms_norm_ref,
+)
 from .selective_scan import selective_scan_chunked, selective_scan_fn, selective_scan_ref
 from .ssd import ssd_chunk_scan, ssd_chunked, ssd_ref
 
@@ -28,6 +36,7 @@ __all__ = [
     "mamba2_mixer_ref",
     "mamba_mixer_fn",
     "mamba_mixer_ref",
+    "norm_of_stream",
     "rms_norm_ref",
     "selective_scan_chunked",
     "selective_scan_fn",

@@ -1,12 +1,14 @@
 """The Mamba stack: residual blocks and the backbone (``embedding``, ``layers``, ``norm_f``), named as in mamba_ssm.
 
 Each block computes ``residual = hidden + residual; hidden = mixer(norm(residual))`` (add, then pre-norm), so the
-add and the norm fuse into one kernel; the model is the usual pre-norm residual network.
+add and the norm fuse into one kernel; the model is the usual pre-norm residual network. In training the norm
+output is not kept for the backward: it is rebuilt there from the residual stream (:mod:`.rebuild`).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -14,12 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from genossm.kernels import add_norm
+from genossm.kernels import add_norm, norm_of_stream
 
 from .config import MambaConfig
 from .mamba1 import Mamba
 from .mamba2 import Mamba2
 from .norm import RMSNorm
+from .rebuild import rebuilt_for_backward
 from .state import MixerState
 
 MIXER_CLASSES = {"Mamba1": Mamba, "Mamba2": Mamba2}
@@ -60,7 +63,9 @@ class Block(nn.Module):
         self.residual_in_fp32 = config.residual_in_fp32
 
     def _add_norm(self, hidden: Tensor, residual: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tensor]:
-        return add_norm(
+        """(norm output, residual stream); the output in the autocast dtype, which the mixer would cast it to (the
+        first block's comes from the float32 embedding), so that the mixer keeps this very tensor."""
+        normed, residual = add_norm(
             hidden,
             residual,
             norm.weight,
@@ -69,6 +74,19 @@ class Block(nn.Module):
             isinstance(norm, RMSNorm),
             self.residual_in_fp32,
         )
+        device = normed.device.type
+        if normed.dtype == torch.float32 and torch.is_autocast_enabled(device):
+            normed = normed.to(torch.get_autocast_dtype(device))
+        return normed, residual
+
+    def _rebuilt(self, normed: Tensor, residual: Tensor, norm: nn.Module, rebuild: bool):
+        """A context in which the norm output is rebuilt from the residual stream for the backward, not kept."""
+        if not (rebuild and torch.is_grad_enabled()):
+            return nullcontext()
+        is_rms, dtype = isinstance(norm, RMSNorm), normed.dtype
+        return rebuilt_for_backward(
+            normed, lambda: norm_of_stream(residual, norm.weight, norm.bias, norm.eps, is_rms, dtype)
+        )
 
     def forward(
         self,
@@ -76,12 +94,17 @@ class Block(nn.Module):
         residual: Tensor | None = None,
         state: MixerState | None = None,
         step: bool = False,
+        rebuild_inputs: bool = False,
     ) -> tuple[Tensor, Tensor]:
+        """``rebuild_inputs``: the backward rebuilds the mixer's (and MLP's) input from the residual stream instead
+        of keeping it (not under ``torch.utils.checkpoint``)."""
         hidden, residual = self._add_norm(hidden, residual, self.norm)
-        hidden = self.mixer.step(hidden, state) if step else self.mixer(hidden, state)
+        with self._rebuilt(hidden, residual, self.norm, rebuild_inputs):
+            hidden = self.mixer.step(hidden, state) if step else self.mixer(hidden, state)
         if self.mlp is not None:
             hidden, residual = self._add_norm(hidden, residual, self.norm2)
-            hidden = self.mlp(hidden)
+            with self._rebuilt(hidden, residual, self.norm2, rebuild_inputs):
+                hidden = self.mlp(hidden)
         return hidden, residual
 
 
@@ -139,7 +162,7 @@ class MixerModel(nn.Module):
             if recompute:
                 hidden, residual = _checkpointed_block(layer, hidden, residual, state)
             else:
-                hidden, residual = layer(hidden, residual, state, step=step)
+                hidden, residual = layer(hidden, residual, state, step=step, rebuild_inputs=True)
         hidden, _ = add_norm(
             hidden,
             residual,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("plain", "checkpoint", "segmented")
-CHECKPOINT_FROM = 2**16  # without a GPU to fit, ``auto`` recomputes blocks from this length on
-SEGMENT_ABOVE = 2**20  # and trains language models in segments above this one
+SEGMENT_ABOVE = 2**20  # without a GPU to fit, ``auto`` trains in segments (or recomputes blocks) above this length
 
 
 @dataclass
@@ -31,8 +30,9 @@ class MemoryPlan:
 
 
 def plan_by_length(seqlen: int, segment_len: int, segmented: bool = True) -> MemoryPlan:
-    """``auto`` without a GPU to fit: plain for short sequences, then checkpoint, then (``segmented`` allowed)
-    segments of ``segment_len`` above 2^20."""
-    if segmented and seqlen > SEGMENT_ABOVE:
-        return MemoryPlan("segmented", segment_len)
-    return MemoryPlan("checkpoint" if seqlen >= CHECKPOINT_FROM else "plain")
+    """``auto`` without a GPU to fit: plain up to 2^20, then segments of ``segment_len`` (checkpoint where segments
+    are not allowed). Plain blocks of the fused mixers keep less than their checkpointed inputs (the estimator's
+    docstring), so checkpoint mode comes only where nothing else helps."""
+    if seqlen <= SEGMENT_ABOVE:
+        return MemoryPlan("plain")
+    return MemoryPlan("segmented", segment_len) if segmented else MemoryPlan("checkpoint")

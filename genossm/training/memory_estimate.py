@@ -6,12 +6,13 @@ code keeps (``d`` is the model width; tests/training/data/measured_peaks.csv hol
 checked against: within 3% in every mode):
 
 - **A block in plain mode** keeps what autograd saves: the add+norm kernel's float32 residual stream and row
-  statistics (4d + 8) and the norm output (the mixer's input). The Mamba-1 mixer is one op
-  (kernels/mamba_mixer) that keeps besides only x_proj's output and a float32 state every 128 positions: 1,112
-  bytes per token per block at width 128. The Mamba-2 mixer is one op too (kernels/mamba2_mixer) that keeps nothing
-  else (776 bytes per token per block at width 128); with a gated-MLP part (d_ssm < d_inner) it is a composition
-  that keeps what autograd saves: in_proj's output (z, xBC, dt), the conv output, the scan's chunk start states,
-  its float32 dt and cumsum, the scan output and out_proj's input.
+  statistics (4d + 8). The norm output (the mixer's input) is rebuilt from the stream in the block's backward
+  (models/rebuild.py), where it counts in the working set. The Mamba-1 mixer is one op (kernels/mamba_mixer) that
+  keeps besides only x_proj's output and a float32 state every 128 positions: 856 bytes per token per block at
+  width 128. The Mamba-2 mixer is one op too (kernels/mamba2_mixer) that keeps nothing else (520 bytes per token
+  per block at width 128); with a gated-MLP part (d_ssm < d_inner) it is a composition that keeps what autograd
+  saves: in_proj's output (z, xBC, dt), the conv output, the scan's chunk start states, its float32 dt and
+  cumsum, the scan output and out_proj's input.
 - **The backward** of the top block runs while everything below it is still held; its working set is the float32
   gradient of the residual stream (4d) and the mixer backward's buffers (Mamba-1: the mixer output's gradient, the
   recomputed in_proj output, conv output and delta, out_proj's input gradient, du, and float32 dB, dC; ddelta, dz
@@ -53,6 +54,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from genossm.kernels.mamba2_mixer.weights import padded_width
 from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.models.mamba2 import Mamba2
 
@@ -94,6 +96,9 @@ class BlockBytes:
     """Fixed bytes of the block's backward (not per token)."""
     sequence_backward: int = 0
     """Bytes per sequence of the block's backward (Mamba-2: the SSD's float32 initial-state gradient)."""
+    rebuilt: int = 0
+    """Part of ``kept`` that plain mode rebuilds in the block's backward instead (the norm outputs the mixer and
+    the MLP take: models/rebuild.py)."""
 
 
 def _norm_saved(d: int) -> int:
@@ -110,7 +115,8 @@ def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
     forward = kept + act * 5 * e  # at the scan: in_proj output (x, z), conv output, delta, scan output
     # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
     backward = act * (d + 6 * e) + 2 * FP32 * n + cast
-    return BlockBytes(kept, forward, backward, FP32 * e * (mixer.d_conv + n), scan_backward_scratch(n))
+    state = FP32 * e * (mixer.d_conv + n)
+    return BlockBytes(kept, forward, backward, state, scan_backward_scratch(n), rebuilt=act * d)
 
 
 def scan_backward_tile(dstate: int) -> tuple[int, int]:
@@ -147,7 +153,7 @@ def _mamba2_fused_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     """The mixer as one op (kernels/mamba2_mixer): it keeps its input and recomputes in_proj, the conv and the
     scan's forward in its backward."""
     d, d_ssm, n, chunk = mixer.d_model, mixer.d_ssm, mixer.d_state, mixer.chunk_size
-    heads, conv_dim, in_proj = mixer.nheads, mixer.conv_dim, mixer.in_proj.out_features
+    heads, conv_dim, in_proj = mixer.nheads, mixer.conv_dim, padded_width(mixer.in_proj.out_features)
     states = d_ssm * n // chunk  # elements of the chunk states per token
     scan = act * states + 2 * FP32 * heads  # start states, float32 dt and cumsum
     kept = _norm_saved(d) + act * d
@@ -162,7 +168,7 @@ def _mamba2_fused_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     parts = act * states + FP32 * (heads * (4 + tiles) + tiles * d_ssm // chunk)
     backward = held + max((FP32 + act) * states, parts) + (0 if mixer.rmsnorm else act * d_ssm)  # or dz
     state = FP32 * (conv_dim * mixer.d_conv + d_ssm * n)
-    return BlockBytes(kept, forward, backward, state, sequence_backward=FP32 * d_ssm * n)
+    return BlockBytes(kept, forward, backward, state, sequence_backward=FP32 * d_ssm * n, rebuilt=act * d)
 
 
 def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
@@ -188,7 +194,7 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
         backward = max(end, passing, norm)
     else:  # the scan's backward also writes dz
         backward = max(end, passing) + act * d_ssm
-    return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
+    return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n), rebuilt=act * d)
 
 
 def block_bytes(block: nn.Module, act: int) -> BlockBytes:
@@ -201,7 +207,9 @@ def block_bytes(block: nn.Module, act: int) -> BlockBytes:
     mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
     # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
     backward = max(counts.backward - mlp, 2 * act * hidden)
-    return dataclasses.replace(counts, kept=counts.kept + mlp, backward=backward)
+    return dataclasses.replace(
+        counts, kept=counts.kept + mlp, backward=backward, rebuilt=counts.rebuilt + act * mixer.d_model
+    )
 
 
 @dataclass(frozen=True)
@@ -273,19 +281,20 @@ class StepMemory:
         tokens = batch * (min(seqlen, segment_len) if mode == "segmented" else seqlen)
         # (kept, working) bytes of each phase: per token, and the working bytes per sequence of the top block's
         # backward: the residual stream's float32 gradient, the block's backward
-        top_block = (FP32 * d + block.backward, block.sequence_backward)
+        top_block = FP32 * d + block.backward
         if mode == "segmented" and seqlen > segment_len:  # the float32 start states of every segment
             inputs += math.ceil(seqlen / segment_len) * layers * block.state * batch
-        if mode != "checkpoint":  # plain, or segmented: plain over one segment
+        if mode != "checkpoint":  # plain, or segmented: plain over one segment; block inputs rebuilt in the backward
+            kept = block.kept - block.rebuilt
             phases = [
-                ((layers - 1) * block.kept, (block.forward, 0)),
-                (layers * block.kept, top_block),
-                *((layers * block.kept + k, (w, 0)) for k, w in head),
+                ((layers - 1) * kept, (block.forward, 0)),
+                (layers * kept, (top_block + block.rebuilt, block.sequence_backward)),
+                *((layers * kept + k, (w, 0)) for k, w in head),
             ]
         else:
             block_inputs = FP32 * d + (layers - 1) * (act * d + FP32 * d)  # the first block's: float32 embedding
             phases = [
-                (block_inputs + block.kept, top_block),
+                (block_inputs + block.kept, (top_block, block.sequence_backward)),
                 (block_inputs, (block.forward, 0)),
                 *((block_inputs + k, (w, 0)) for k, w in head),
             ]

@@ -1,6 +1,6 @@
 """Residual add + RMSNorm / LayerNorm, and Mamba-2's gated RMSNorm."""
 
-from .interface import add_norm, gated_rms_norm
+from .interface import add_norm, gated_rms_norm, norm_of_stream
 from .reference import add_norm_ref, gated_rms_norm_ref, layer_norm_ref, rms_norm_ref
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "gated_rms_norm",
     "gated_rms_norm_ref",
     "layer_norm_ref",
+    "norm_of_stream",
     "rms_norm_ref",
 ]

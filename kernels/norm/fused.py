@@ -145,24 +145,39 @@ def _rows(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def _add_norm_fwd(
+    x2: Tensor,
+    res2: Tensor | None,
+    weight: Tensor,
+    bias: Tensor | None,
+    eps: float,
+    is_rms: bool,
+    out_dtype: torch.dtype,
+    res_dtype: torch.dtype | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(out, stream, mean, rstd) of (rows, n) inputs; the stream is x2 itself when ``res_dtype`` is None."""
+    n_rows, n_cols = x2.shape
+    out = torch.empty(n_rows, n_cols, device=x2.device, dtype=out_dtype)
+    stream = torch.empty(n_rows, n_cols, device=x2.device, dtype=res_dtype) if res_dtype is not None else x2
+    mean = torch.empty(n_rows, device=x2.device, dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    rows, block_n = _tile(n_cols, FWD_TILE)
+    _add_norm_fwd_kernel[(triton.cdiv(n_rows, rows),)](
+        x2, res2 if res2 is not None else x2, weight, bias if bias is not None else weight, out, stream, mean, rstd,
+        n_rows, n_cols, x2.stride(0), res2.stride(0) if res2 is not None else 0, out.stride(0), stream.stride(0),
+        eps, HAS_RES=res2 is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms, STORE_RES=res_dtype is not None,
+        ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8,
+    )  # fmt: skip
+    return out, stream, mean, rstd
+
+
 class AddNormFn(torch.autograd.Function):
     """out = norm(x + residual); also returns the residual stream when ``res_dtype`` is given."""
 
     @staticmethod
     def forward(ctx, x, residual, weight, bias, eps, is_rms, res_dtype):
         x2, res2 = _rows(x), (_rows(residual) if residual is not None else None)
-        n_rows, n_cols = x2.shape
-        out = torch.empty(n_rows, n_cols, device=x.device, dtype=x.dtype)
-        stream = torch.empty(n_rows, n_cols, device=x.device, dtype=res_dtype) if res_dtype is not None else x2
-        mean = torch.empty(n_rows, device=x.device, dtype=torch.float32)
-        rstd = torch.empty_like(mean)
-        rows, block_n = _tile(n_cols, FWD_TILE)
-        _add_norm_fwd_kernel[(triton.cdiv(n_rows, rows),)](
-            x2, res2 if res2 is not None else x2, weight, bias if bias is not None else weight, out, stream, mean, rstd,
-            n_rows, n_cols, x2.stride(0), res2.stride(0) if res2 is not None else 0, out.stride(0), stream.stride(0),
-            eps, HAS_RES=res2 is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms, STORE_RES=res_dtype is not None,
-            ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8,
-        )  # fmt: skip
+        out, stream, mean, rstd = _add_norm_fwd(x2, res2, weight, bias, eps, is_rms, x.dtype, res_dtype)
         ctx.save_for_backward(stream, weight, bias, mean, rstd)
         ctx.is_rms, ctx.shape = is_rms, x.shape
         ctx.x_dtype, ctx.res_dtype_in = x.dtype, residual.dtype if residual is not None else None
@@ -223,3 +238,12 @@ def add_norm_fused(
         return AddNormFn.apply(x, None, weight, bias, eps, is_rms_norm, None), x
     res_dtype = torch.float32 if residual_in_fp32 else torch.promote_types(x.dtype, residual.dtype)
     return AddNormFn.apply(x, residual, weight, bias, eps, is_rms_norm, res_dtype)
+
+
+def norm_of_stream_fused(
+    stream: Tensor, weight: Tensor, bias: Tensor | None, eps: float, is_rms_norm: bool, dtype: torch.dtype
+) -> Tensor:
+    """:func:`norm_of_stream` on the Triton kernel (the forward normalises the stream as stored, so the same
+    kernel on the stored stream gives the same bits)."""
+    out = _add_norm_fwd(_rows(stream), None, weight.contiguous(), bias, eps, is_rms_norm, dtype, None)[0]
+    return out.view(stream.shape)

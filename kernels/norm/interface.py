@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..backend import use_triton
-from .reference import add_norm_ref, gated_rms_norm_ref
+from .reference import add_norm_ref, gated_rms_norm_ref, layer_norm_ref, rms_norm_ref
 
 
 def add_norm(
@@ -27,6 +27,24 @@ def add_norm(
 
         return add_norm_fused(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
     return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
+
+
+def norm_of_stream(
+    stream: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    eps: float,
+    is_rms_norm: bool,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The output :func:`add_norm` returned (in ``dtype``) with this residual stream, recomputed bit for bit and
+    outside autograd: a caller may drop the norm output after the forward and rebuild it for the backward."""
+    if stream.dtype != torch.float64 and stream.numel() > 0 and use_triton(stream):
+        from .fused import norm_of_stream_fused
+
+        return norm_of_stream_fused(stream, weight, bias, eps, is_rms_norm, dtype)
+    norm = rms_norm_ref if is_rms_norm else layer_norm_ref
+    return norm(stream, weight, bias, eps).to(dtype)
 
 
 def gated_rms_norm(
