@@ -73,6 +73,20 @@ def test_norm_of_stream_is_add_norm_output_bit_for_bit(path, with_residual, resi
     assert torch.equal(again, out)
 
 
+def test_rebuilt_inputs_under_autocast(monkeypatch):
+    """Under autocast the first block's norm output (float32, from the embedding) is cast to the autocast dtype
+    before the mixer, and that cast copy is what is rebuilt."""
+    torch.manual_seed(3)
+    model = MambaLMHeadModel(MambaConfig(**CONFIGS["Mamba1"]), device=DEVICE)
+    ids = torch.randint(0, 12, (2, 19), device=DEVICE)
+    with backend("torch"), torch.autocast(DEVICE, dtype=torch.bfloat16):
+        kept_grads, _ = train_step(model, ids, False, monkeypatch)
+        grads, alive = train_step(model, ids, True, monkeypatch)
+    assert alive == 0
+    for param, grad in grads.items():
+        assert torch.equal(grad, kept_grads[param]) if DEVICE == "cpu" else rel_err(grad, kept_grads[param]) < 1e-6
+
+
 def test_checkpointed_blocks_keep_their_own_hooks():
     """Under gradient checkpointing the blocks do not install the rebuild hooks (checkpoint's would be replaced):
     the gradients equal those of plain mode."""
