@@ -116,7 +116,7 @@ def _mamba1_bytes(mixer: nn.Module, act: int) -> BlockBytes:
     # the output's gradient; in_proj output (x, z), conv output, delta (then ddelta), out_proj's input grad, du
     backward = act * (d + 6 * e) + 2 * FP32 * n + cast
     state = FP32 * e * (mixer.d_conv + n)
-    return BlockBytes(kept, forward, backward, state, scan_backward_scratch(n), rebuilt=act * d)
+    return BlockBytes(kept, forward, backward, state, scan_backward_scratch(n))
 
 
 def scan_backward_tile(dstate: int) -> tuple[int, int]:
@@ -168,7 +168,7 @@ def _mamba2_fused_bytes(mixer: Mamba2, act: int) -> BlockBytes:
     parts = act * states + FP32 * (heads * (4 + tiles) + tiles * d_ssm // chunk)
     backward = held + max((FP32 + act) * states, parts) + (0 if mixer.rmsnorm else act * d_ssm)  # or dz
     state = FP32 * (conv_dim * mixer.d_conv + d_ssm * n)
-    return BlockBytes(kept, forward, backward, state, sequence_backward=FP32 * d_ssm * n, rebuilt=act * d)
+    return BlockBytes(kept, forward, backward, state, sequence_backward=FP32 * d_ssm * n)
 
 
 def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
@@ -194,22 +194,22 @@ def _mamba2_bytes(mixer: Mamba2, act: int) -> BlockBytes:
         backward = max(end, passing, norm)
     else:  # the scan's backward also writes dz
         backward = max(end, passing) + act * d_ssm
-    return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n), rebuilt=act * d)
+    return BlockBytes(kept, forward, backward, FP32 * (conv_dim * mixer.d_conv + d_ssm * n))
 
 
 def block_bytes(block: nn.Module, act: int) -> BlockBytes:
-    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations."""
+    """Bytes per token of one :class:`genossm.models.backbone.Block` with ``act``-byte activations: in plain mode it
+    rebuilds each norm output its mixer (and MLP) takes instead of keeping it."""
     mixer = block.mixer
     counts = _mamba2_bytes(mixer, act) if isinstance(mixer, Mamba2) else _mamba1_bytes(mixer, act)
+    norm_output = act * mixer.d_model
     if block.mlp is None:
-        return counts
+        return dataclasses.replace(counts, rebuilt=norm_output)
     hidden = block.mlp.fc2.in_features
     mlp = _norm_saved(mixer.d_model) + act * (mixer.d_model + 4 * hidden)  # fc1 input and output, gate, fc2 input
     # The MLP's backward runs first (two gradients of its width); the mixer's once the MLP's tensors are freed.
     backward = max(counts.backward - mlp, 2 * act * hidden)
-    return dataclasses.replace(
-        counts, kept=counts.kept + mlp, backward=backward, rebuilt=counts.rebuilt + act * mixer.d_model
-    )
+    return dataclasses.replace(counts, kept=counts.kept + mlp, backward=backward, rebuilt=2 * norm_output)
 
 
 @dataclass(frozen=True)

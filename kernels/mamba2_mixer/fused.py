@@ -27,17 +27,27 @@ from ..mamba_mixer.reference import conv_tail
 from ..norm.gated_triton import gated_norm_bwd, gated_norm_fwd
 from ..ssd.triton_scan import ssd_bwd, ssd_fwd
 from .reference import scan_inputs
-from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights, in_proj_padded
+from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights, padded_width
 
 # The weights cast to the compute dtype; the kernels read the others (conv, dt bias, A, D, norm) as given.
 PROJECTIONS = ("in_proj", "in_proj_bias", "out_proj", "out_proj_bias")
+
+
+def _in_proj_padded(h: Tensor, w: Mamba2Weights) -> Tensor:
+    """in_proj(h) as a view into rows of :func:`padded_width` elements (the padding columns are zeros, never read)."""
+    width = w.in_proj.shape[0]
+    pad = padded_width(width) - width
+    if pad == 0:
+        return F.linear(h, w.in_proj, w.in_proj_bias)
+    bias = F.pad(w.in_proj_bias, (0, pad)) if w.in_proj_bias is not None else None
+    return F.linear(h, F.pad(w.in_proj, (0, 0, 0, pad)), bias)[..., :width]
 
 
 def _forward(h: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_in: Tensor | None, initial: Tensor | None):
     """in_proj, conv and scan: (z, xBC before the conv (b, conv_dim, l), dt, (x, B, C), scan output, final state,
     what the scan's backward needs)."""
     sizes = Mamba2Sizes.of(w, s)
-    _, _, z, xBC, dt = sizes.split(in_proj_padded(h, w))
+    _, _, z, xBC, dt = sizes.split(_in_proj_padded(h, w))
     xBC_t = xBC.transpose(1, 2)
     x, B, C = scan_inputs(conv_fwd(xBC_t, w.conv, w.conv_bias, conv_in, silu=True).transpose(1, 2), s, sizes)
     z_scan = None if w.norm is not None else z.unflatten(-1, (sizes.nheads, s.headdim))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import torch.nn.functional as F
 from torch import Tensor
 
 ROW_ALIGN = 16
@@ -69,13 +68,3 @@ class Mamba2Sizes(NamedTuple):
     def split(self, zxbcdt: Tensor) -> tuple[Tensor, ...]:
         """in_proj's output -> (z0, x0, z, xBC, dt)."""
         return zxbcdt.split([self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, self.nheads], dim=-1)
-
-
-def in_proj_padded(h: Tensor, w: Mamba2Weights) -> Tensor:
-    """in_proj(h) as a view into rows of :func:`padded_width` elements (the padding columns are zeros, never read)."""
-    width = w.in_proj.shape[0]
-    pad = padded_width(width) - width
-    if pad == 0:
-        return F.linear(h, w.in_proj, w.in_proj_bias)
-    bias = F.pad(w.in_proj_bias, (0, pad)) if w.in_proj_bias is not None else None
-    return F.linear(h, F.pad(w.in_proj, (0, 0, 0, pad)), bias)[..., :width]

@@ -9,6 +9,12 @@ from ..backend import use_triton
 from .reference import add_norm_ref, gated_rms_norm_ref, layer_norm_ref, rms_norm_ref
 
 
+def _on_add_norm_kernel(t: Tensor) -> bool:
+    """Whether the residual add + norm of ``t`` runs the Triton kernel: :func:`add_norm` and :func:`norm_of_stream`
+    must agree, so that a rebuilt norm output has the same bits."""
+    return t.dtype != torch.float64 and t.numel() > 0 and use_triton(t)
+
+
 def add_norm(
     x: Tensor,
     residual: Tensor | None,
@@ -22,7 +28,7 @@ def add_norm(
 
     CUDA tensors run the fused Triton kernel (one pass over x and the residual); everything else the reference.
     """
-    if x.dtype != torch.float64 and x.numel() > 0 and use_triton(x):
+    if _on_add_norm_kernel(x):
         from .fused import add_norm_fused  # Triton is imported only here
 
         return add_norm_fused(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
@@ -39,7 +45,7 @@ def norm_of_stream(
 ) -> Tensor:
     """The output :func:`add_norm` returned (in ``dtype``) with this residual stream, recomputed bit for bit and
     outside autograd: a caller may drop the norm output after the forward and rebuild it for the backward."""
-    if stream.dtype != torch.float64 and stream.numel() > 0 and use_triton(stream):
+    if _on_add_norm_kernel(stream):
         from .fused import norm_of_stream_fused
 
         return norm_of_stream_fused(stream, weight, bias, eps, is_rms_norm, dtype)

@@ -41,6 +41,13 @@ def train_step(model, ids, rebuild, monkeypatch):
     return {n: p.grad.clone() for n, p in model.named_parameters()}, alive
 
 
+def assert_same_grads(grads, kept_grads):
+    """Bit for bit (on a GPU, the kernels' atomics sum in any order)."""
+    for param, grad in grads.items():
+        kept = kept_grads[param]
+        assert torch.equal(grad, kept) if DEVICE == "cpu" else rel_err(grad, kept) < 1e-6, param
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("path", ["torch", "triton"])
 def test_rebuilt_inputs_give_the_same_gradients_and_are_not_kept(name, path, monkeypatch):
@@ -52,8 +59,7 @@ def test_rebuilt_inputs_give_the_same_gradients_and_are_not_kept(name, path, mon
         grads, alive = train_step(model, ids, True, monkeypatch)
     assert kept_alive >= model.config.n_layer  # autograd keeps the blocks' inputs...
     assert alive == 0  # ...unless they are rebuilt
-    for param, grad in grads.items():  # bit for bit (on a GPU, atomics sum in any order)
-        assert torch.equal(grad, kept_grads[param]) if DEVICE == "cpu" else rel_err(grad, kept_grads[param]) < 1e-6
+    assert_same_grads(grads, kept_grads)
 
 
 @pytest.mark.parametrize("path", ["torch", "triton"])
@@ -83,8 +89,7 @@ def test_rebuilt_inputs_under_autocast(monkeypatch):
         kept_grads, _ = train_step(model, ids, False, monkeypatch)
         grads, alive = train_step(model, ids, True, monkeypatch)
     assert alive == 0
-    for param, grad in grads.items():
-        assert torch.equal(grad, kept_grads[param]) if DEVICE == "cpu" else rel_err(grad, kept_grads[param]) < 1e-6
+    assert_same_grads(grads, kept_grads)
 
 
 def test_checkpointed_blocks_keep_their_own_hooks():
