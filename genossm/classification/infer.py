@@ -4,11 +4,12 @@
 batched together (full windows with full windows; short records padded to the next power of two, with a mask so
 pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^20 on a GPU, 2^15 on the CPU).
 
-Windows longer than ``piece`` positions (2^12) are read piece by piece with the recurrent state carried over
+Windows longer than ``piece`` positions (2^11) are read piece by piece with the recurrent state carried over
 (:meth:`~genossm.models.MambaForSequenceClassification.forward_in_pieces`), ``batch_tokens / piece`` windows at a
-time: on a GPU, 256 windows of 2^20 bases then run as 256 pieces of 256 x 2^12 tokens rather than each window as a
+time: on a GPU, 512 windows of 2^20 bases then run as 512 pieces of 512 x 2^11 tokens rather than each window as a
 batch of one, which the scan kernels would have to cut into segments and scan twice. The batch stays on the device
-as bytes (256 MB for 256 windows of 2^20); each piece is widened to token ids as it is read.
+as bytes (512 MB for 512 windows of 2^20); each piece is widened to token ids as it is read. On a GPU the forwards
+run on a thread of their own, so that the host reads and cuts the next batch while the device computes.
 
 **Stateful mode**: the windows of a record tile it (stride = window) and the recurrent state is carried from one
 window to the next, so every window is classified with the whole record before it as context, while memory stays
@@ -30,6 +31,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Full, Queue
@@ -101,9 +103,10 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
     return int(counts[BASE_IDS].sum()), int(counts[N_ID])
 
 
-# Positions per forward of a long window. 256 windows per 2^20-token forward give the scan enough programs for the
-# GPU (H100, 1.4M model, forwards of 2^20-base windows: 16.5 Mb/s with pieces of 2^14, 18.8 with 2^12).
-PIECE = 1 << 12
+# Positions per forward of a long window. 512 windows per 2^20-token forward give the scan enough programs for the
+# GPU (H100, 1.4M model, forwards of 2^20-base windows, kernel time: 16.5 Mb/s with pieces of 2^14, 18.8 with 2^12
+# (eighth session); 19.5 with 2^12 and 20.0 with 2^11 (eleventh), the scan forward 1.97 -> 1.85 ms a call).
+PIECE = 1 << 11
 
 
 def default_batch_tokens(device: torch.device) -> int:
@@ -134,6 +137,7 @@ class WindowClassifier:
         bfloat16: bool | None = None,
         per_window: bool = False,
         piece: int = PIECE,
+        background: bool | None = None,
     ) -> None:
         self.window = int(window or model.seqlen or 0)
         if self.window < 1:
@@ -153,6 +157,9 @@ class WindowClassifier:
         self.model = model.to(self.device).eval()
         self.bfloat16 = self.device.type == "cuda" if bfloat16 is None else bfloat16
         self.labels = list(model.labels)
+        # GPU: forwards run on a thread of their own (None: on a GPU only), see _submit_forward
+        background = self.device.type == "cuda" if background is None else background
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="genossm-forward") if background else None
         self._queue: deque[RecordPrediction] = deque()  # records not yet given out, in file order
         self._batches: dict[int, list[tuple[RecordPrediction, WindowPrediction, np.ndarray]]] = {}
         self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
@@ -165,9 +172,21 @@ class WindowClassifier:
         """Token bytes on the device (the model widens each piece it reads: a batch of long windows stays small)."""
         return torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device, non_blocking=True)
 
-    @torch.inference_mode()
+    def _submit_forward(self, forward: Callable[[], Pending]) -> Pending:
+        """Run ``forward`` here, or queue it on the forward thread. A forward of long windows issues tens of thousands
+        of kernels, and the host would wait inside it for room in the device's launch queue until the last ones:
+        on its own thread, the host cuts the next batch meanwhile. Forwards run one after another in order."""
+        if self._worker is None:
+            return forward()
+        future = self._worker.submit(forward)
+        return lambda: future.result()()
+
     def _forward(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
         """Probabilities (b, classes) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
+        return self._submit_forward(lambda: self._forward_now(tokens, lengths))
+
+    @torch.inference_mode()
+    def _forward_now(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
         ids = self._to_device(tokens)
         mask = None
         if min(lengths) < tokens.shape[1]:
@@ -181,9 +200,12 @@ class WindowClassifier:
         """Windows of ``length`` (padded) positions per forward."""
         return max(1, self.batch_tokens // min(length, self.piece))
 
-    @torch.inference_mode()
     def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
         """Probabilities of each window of one piece of a record, continuing from (and updating) ``states``."""
+        return self._submit_forward(lambda: self._forward_stateful_now(tokens, states))
+
+    @torch.inference_mode()
+    def _forward_stateful_now(self, tokens: np.ndarray, states: list) -> Pending:
         full, tail = divmod(len(tokens), self.window)
         ids = self._to_device(tokens)[None]
         with self._autocast():

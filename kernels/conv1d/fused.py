@@ -22,9 +22,11 @@ from ..common.hardware import sm_count
 from ..common.math import sigmoid_fast
 from ..common.tensors import like_layout
 
-# (positions, channels) of a tile, from an H100 sweep at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
-# (results/benchmarks.md, seventh session): the best forward tile at two shapes, the best backward tile on average
-FWD_BLOCK_L, FWD_BLOCK_D = 64, 64
+# (positions, channels) of a tile, from H100 sweeps at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
+# (results/benchmarks.md): the best backward tile on average (seventh session) and the best forward tile at three of
+# the four shapes (eleventh: 16 x 128 on four warps 0.52-0.56 ms at 256 channels and 0.98-1.14 at 512, against
+# 0.69-0.72 and 1.36-1.37 for 64 x 64, which had been the best of the tiles tried on four warps at 64 channels)
+FWD_BLOCK_L, FWD_BLOCK_D = 16, 128
 BWD_BLOCK_L, BWD_BLOCK_D = 16, 64
 
 

@@ -1,6 +1,7 @@
 """``genossm classify``: windows, batching, stateful reading, aggregation, and the exact TSV / JSON output."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -110,6 +111,44 @@ def test_stateful_equals_one_pass_over_the_record(batch_tokens):
     # the first window has no earlier context: the same as in windowed mode; later ones differ
     independent = window_probs(model, tokens, bounds)
     assert np.allclose(expected[0], independent[0], atol=1e-12) and not np.allclose(expected[1:], independent[1:])
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_forwards_on_their_own_thread_give_the_same_probabilities(stateful, monkeypatch):
+    model = make_classifier(torch.float64)
+    records = {"a": encode(random_bases(5 * WINDOW + 7, 21)), "b": encode(random_bases(9, 22))}
+    chunks = [c for name, tokens in records.items() for c in chunked(name, tokens, [40, len(tokens) - 40])
+              if len(c.tokens)]  # fmt: skip
+
+    def run(background):
+        engine = WindowClassifier(model, stateful=stateful, batch_tokens=2 * WINDOW, background=background)
+        return np.stack([r.probs for r in engine.predict(iter(chunks))])
+
+    threads = set()
+    run_backbone = model.backbone.forward
+
+    def backbone(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return run_backbone(*args, **kwargs)
+
+    monkeypatch.setattr(model.backbone, "forward", backbone)
+    here = run(False)
+    assert threads == {threading.current_thread().name}
+    threads.clear()
+    assert np.array_equal(run(True), here)
+    assert len(threads) == 1 and threads.pop().startswith("genossm-forward")
+
+
+def test_an_error_on_the_forward_thread_reaches_the_caller(monkeypatch):
+    model = make_classifier(torch.float64)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model.backbone, "forward", fail)
+    engine = WindowClassifier(model, batch_tokens=2 * WINDOW, background=True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(engine.predict(chunked("r", encode(random_bases(100, 23)), [100])))
 
 
 def test_windows_mostly_n_are_not_counted():
