@@ -31,7 +31,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Full, Queue
@@ -160,6 +160,7 @@ class WindowClassifier:
         # GPU: forwards run on a thread of their own (None: on a GPU only), see _submit_forward
         background = self.device.type == "cuda" if background is None else background
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="genossm-forward") if background else None
+        self._queued: list[Future] = []  # forwards submitted to the thread
         self._queue: deque[RecordPrediction] = deque()  # records not yet given out, in file order
         self._batches: dict[int, list[tuple[RecordPrediction, WindowPrediction, np.ndarray]]] = {}
         self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
@@ -179,7 +180,14 @@ class WindowClassifier:
         if self._worker is None:
             return forward()
         future = self._worker.submit(forward)
+        self._queued = [f for f in self._queued if not f.done()] + [future]
         return lambda: future.result()()
+
+    def _cancel_queued(self) -> None:
+        """Drop the forwards not yet started (an interrupted run then waits at exit for the running one only)."""
+        for future in self._queued:
+            future.cancel()
+        self._queued.clear()
 
     def _forward(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
         """Probabilities (b, classes) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
@@ -311,6 +319,13 @@ class WindowClassifier:
 
     def predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordPrediction]:
         """Predictions of the records streamed as ``chunks`` (a record starts at offset 0), in file order."""
+        try:
+            yield from self._predict(chunks)
+        except BaseException:  # an error, an interrupt, or a caller that stopped reading
+            self._cancel_queued()
+            raise
+
+    def _predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordPrediction]:
         piece = (self.batch_tokens // self.window) * self.window
         record: RecordPrediction | None = None
         cutter: WindowCutter | None = None

@@ -149,6 +149,25 @@ def test_an_error_on_the_forward_thread_reaches_the_caller(monkeypatch):
     engine = WindowClassifier(model, batch_tokens=2 * WINDOW, background=True)
     with pytest.raises(RuntimeError, match="out of memory"):
         list(engine.predict(chunked("r", encode(random_bases(100, 23)), [100])))
+    assert engine._queued == []  # the run dropped what it had queued
+
+
+def test_an_interrupted_run_drops_the_forwards_not_yet_started():
+    engine = WindowClassifier(make_classifier(torch.float64), background=True)
+    started, release = threading.Event(), threading.Event()
+
+    def blocking():
+        started.set()
+        release.wait(10)
+        return lambda: np.zeros(1)
+
+    engine._submit_forward(blocking)
+    assert started.wait(10)
+    engine._submit_forward(lambda: lambda: np.ones(1))
+    running, queued = engine._queued
+    engine._cancel_queued()
+    release.set()
+    assert queued.cancelled() and not running.cancelled() and running.result(10)() == 0
 
 
 def test_windows_mostly_n_are_not_counted():
