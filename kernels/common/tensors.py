@@ -42,3 +42,19 @@ def cast_fields(weights: T, dtype: torch.dtype, fields: tuple[str, ...]) -> T:
     """A NamedTuple of weights with the named fields in ``dtype`` (None stays None)."""
     cast = {f: getattr(weights, f) for f in fields}
     return weights._replace(**{f: t.to(dtype) if t is not None else None for f, t in cast.items()})
+
+
+def in_compute_dtype(
+    hidden: Tensor, conv_initial: Tensor | None, weights: T, fields: tuple[str, ...]
+) -> tuple[torch.dtype, Tensor, T, Tensor | None]:
+    """A fused mixer's inputs for its products: (compute dtype, hidden, the weights with ``fields`` cast, the conv's
+    initial inputs), all in :func:`compute_dtype` of ``hidden``."""
+    dtype = compute_dtype(hidden)
+    conv_in = conv_initial.to(dtype) if conv_initial is not None else None
+    return dtype, hidden.to(dtype), cast_fields(weights, dtype, fields), conv_in
+
+
+def in_dtypes_of(grads: tuple[Tensor | None, ...], tensors: list[Tensor | None]) -> tuple[Tensor | None, ...]:
+    """Each gradient in its tensor's dtype (None where either is None), as autograd expects them back."""
+    pairs = zip(grads, tensors, strict=True)
+    return tuple(g.to(t.dtype) if g is not None and t is not None else None for g, t in pairs)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.tensors import cast_fields, compute_dtype, weight_grad
+from ..common.tensors import cast_fields, in_compute_dtype, in_dtypes_of, weight_grad
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..mamba_mixer.reference import conv_tail
 from ..norm.gated_triton import gated_norm_bwd, gated_norm_fwd
@@ -68,11 +68,8 @@ class Mamba2MixerFn(torch.autograd.Function):
         s: Mamba2Settings,
         *weights: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dtype = compute_dtype(hidden)
+        dtype, h, w, conv_in = in_compute_dtype(hidden, conv_initial, Mamba2Weights(*weights), PROJECTIONS)
         with torch.autocast(hidden.device.type, enabled=False):
-            h = hidden.to(dtype)
-            w = cast_fields(Mamba2Weights(*weights), dtype, PROJECTIONS)
-            conv_in = conv_initial.to(dtype) if conv_initial is not None else None
             z, xBC_t, _, _, y, final, _ = _forward(h, w, s, conv_in, initial_state)
             if w.norm is not None:
                 y = gated_norm_fwd(y, w.norm, z, s.norm_eps, y.shape[-1] // s.ngroups, s.norm_before_gate)
@@ -133,7 +130,7 @@ class Mamba2MixerFn(torch.autograd.Function):
             d_conv_in.to(ctx.conv_dtype) if d_conv_in is not None and ctx.needs_input_grad[1] else None,
             d_initial if ctx.needs_input_grad[2] else None,
             None,
-            *(g.to(p.dtype) if g is not None and p is not None else None for g, p in zip(grads, weights, strict=True)),
+            *in_dtypes_of(grads, weights),
         )
 
 

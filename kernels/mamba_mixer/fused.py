@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.tensors import backward_will_run, cast_fields, compute_dtype, weight_grad
+from ..common.tensors import backward_will_run, cast_fields, in_compute_dtype, in_dtypes_of, weight_grad
 from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
@@ -68,11 +68,8 @@ class MambaMixerFn(torch.autograd.Function):
         save: bool,
         *weights: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dtype = compute_dtype(hidden)
+        dtype, h, w, conv_in = in_compute_dtype(hidden, conv_initial, MixerWeights(*weights), PROJECTIONS)
         with torch.autocast(hidden.device.type, enabled=False):
-            h = hidden.to(dtype)
-            w = cast_fields(MixerWeights(*weights), dtype, PROJECTIONS)
-            conv_in = conv_initial.to(dtype) if conv_initial is not None else None
             x, z, u, x_dbl, delta = _scan_inputs(h, w, conv_in)
             B, C = _B_C(x_dbl, w)
             batch, d_inner, seqlen = u.shape
@@ -144,7 +141,7 @@ class MambaMixerFn(torch.autograd.Function):
             dh0.to(ctx.state_dtype) if dh0 is not None else None,
             None,
             None,
-            *(g.to(p.dtype) if g is not None and p is not None else None for g, p in zip(grads, weights, strict=True)),
+            *in_dtypes_of(grads, weights),
         )
 
 
