@@ -1,13 +1,16 @@
 """SSD forward, stage 3: every output, from its chunk's start state and the chunk's own inputs, in one kernel.
 
-One program per (batch, chunk, head, tile of positions i) computes, for its rows i:
+One program per (batch, chunk, head, tile of positions i starting at i0) computes, for its rows i:
 
     y_i   = exp(cs_i) C_i H^T                                    the state entering the chunk  (H: headdim x dstate)
           + sum_{j <= i} (C_i . B_j) exp(cs_i - cs_j) dt_j x_j   the chunk itself, tile by tile up to the diagonal
     out_i = (y_i + D x_i) * silu(z_i)
 
-C B^T, the decay mask, the state term, D and the gate all stay in registers: nothing of size (chunk x chunk) is
-ever written to memory. With z the pre-gate output is also written, for the backward.
+The decay of a tile below the diagonal is an outer product of one exponential per row and one per column
+(``decay.py``); only the diagonal tile, the loop's last, takes exp(cs_i - cs_j) pair by pair, masked.
+
+C B^T, the decay, the state term, D and the gate all stay in registers: nothing of size (chunk x chunk) is ever
+written to memory. With z the pre-gate output is also written, for the backward.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .decay import causal_decay
 from .tiling import SSDTiles, dot_precision, new_buffer
 
 
@@ -42,7 +46,8 @@ def _chunk_scan_fwd_kernel(
     start = c * chunk_size
     chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
 
-    offs_i = tile * BLOCK_T + tl.arange(0, BLOCK_T)
+    i0 = tile * BLOCK_T
+    offs_i = i0 + tl.arange(0, BLOCK_T)
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
     valid_i = offs_i < chunk_len
@@ -54,6 +59,7 @@ def _chunk_scan_fwd_kernel(
     vec_base = (b * nheads + h) * nchunks * chunk_size + start  # dt and cs: (batch, heads, chunks, chunk_size)
 
     cs_i = tl.load(cs_ptr + vec_base + offs_i, mask=offs_i < chunk_size, other=0.0)
+    cs_i0 = tl.load(cs_ptr + vec_base + i0)
     C_i = tl.load(
         C_base + offs_i[:, None] * stride_C_l + offs_n[None, :] * stride_C_n,
         mask=valid_i[:, None] & n_ok[None, :],
@@ -66,8 +72,7 @@ def _chunk_scan_fwd_kernel(
         other=0.0,
     )
     acc = tl.dot(C_i, H_t.to(C_i.dtype), input_precision=PRECISION) * tl.exp(cs_i)[:, None]
-
-    for j0 in range(0, (tile + 1) * BLOCK_T, BLOCK_T):
+    for j0 in range(0, i0 + BLOCK_T, BLOCK_T):
         offs_j = j0 + tl.arange(0, BLOCK_T)
         valid_j = offs_j < chunk_len
         B_t = tl.load(
@@ -75,25 +80,24 @@ def _chunk_scan_fwd_kernel(
             mask=valid_j[None, :] & n_ok[:, None],
             other=0.0,
         )
-        cb = tl.dot(C_i, B_t, input_precision=PRECISION)  # (i, j)
-        cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-        dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-        causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :] & valid_i[:, None]
-        decay = tl.exp(tl.where(causal, cs_i[:, None] - cs_j[None, :], float("-inf")))
         x_j = tl.load(
             x_base + offs_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p,
             mask=valid_j[:, None] & p_ok[None, :],
             other=0.0,
         )
-        acc += tl.dot((cb * decay * dt_j[None, :]).to(x_j.dtype), x_j, input_precision=PRECISION)
+        cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
+        dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
+        weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
+        cb = tl.dot(C_i, B_t, input_precision=PRECISION) * weight  # (i, j)
+        acc += tl.dot(cb.to(x_j.dtype), x_j, input_precision=PRECISION)
 
     io_mask = valid_i[:, None] & p_ok[None, :]
     if HAS_D:
-        x_i = tl.load(x_base + offs_i[:, None] * stride_x_l + offs_p[None, :] * stride_x_p, mask=io_mask, other=0.0)
         if D_HAS_HDIM:
             D = tl.load(D_ptr + h * headdim + offs_p, mask=p_ok, other=0.0).to(tl.float32)[None, :]
         else:
             D = tl.load(D_ptr + h).to(tl.float32)
+        x_i = tl.load(x_base + offs_i[:, None] * stride_x_l + offs_p[None, :] * stride_x_p, mask=io_mask, other=0.0)
         acc += x_i.to(tl.float32) * D
     out_offs = b * stride_o_b + start * stride_o_l + h * stride_o_h
     out_ptrs = offs_i[:, None] * stride_o_l + offs_p[None, :] * stride_o_p

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .decay import causal_decay
 from .tiling import SSDTiles, dot_precision, new_buffer
 
 
@@ -127,7 +128,8 @@ def _dc_kernel(
     b = pid // (ntiles * ngroups * nchunks)
     start = c * chunk_size
     chunk_len = tl.minimum(chunk_size, seqlen - start).to(tl.int32)
-    offs_i = tile * BLOCK_T + tl.arange(0, BLOCK_T)
+    i0 = tile * BLOCK_T
+    offs_i = i0 + tl.arange(0, BLOCK_T)
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
     valid_i = offs_i < chunk_len
@@ -162,7 +164,8 @@ def _dc_kernel(
         dC += dC_state
 
         x_base = x_ptr + b * stride_x_b + start * stride_x_l + h * stride_x_h
-        for j0 in range(0, (tile + 1) * BLOCK_T, BLOCK_T):
+        cs_i0 = tl.load(cs_ptr + vec_base + i0)
+        for j0 in range(0, i0 + BLOCK_T, BLOCK_T):
             offs_j = j0 + tl.arange(0, BLOCK_T)
             valid_j = offs_j < chunk_len
             x_t = tl.load(
@@ -170,17 +173,16 @@ def _dc_kernel(
                 mask=valid_j[None, :] & p_ok[:, None],
                 other=0.0,
             )  # (headdim, j)
-            dM = tl.dot(dy, x_t, input_precision=PRECISION)  # (i, j)
             cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
             dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-            causal = (offs_i[:, None] >= offs_j[None, :]) & valid_j[None, :] & valid_i[:, None]
-            decay = tl.exp(tl.where(causal, cs_i[:, None] - cs_j[None, :], float("-inf")))
+            weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
+            dM = tl.dot(dy, x_t, input_precision=PRECISION) * weight  # (i, j)
             B_j = tl.load(
                 B_base + offs_j[:, None] * stride_B_l + offs_n[None, :] * stride_B_n,
                 mask=valid_j[:, None] & n_ok[None, :],
                 other=0.0,
             )
-            dC += tl.dot((dM * decay * dt_j[None, :]).to(B_j.dtype), B_j, input_precision=PRECISION)
+            dC += tl.dot(dM.to(B_j.dtype), B_j, input_precision=PRECISION)
 
     tl.store(
         dC_ptr + b * stride_dC_b + start * stride_dC_l + g * stride_dC_g
