@@ -20,6 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .decay import causal_decay
+from .loads import load_padded
 from .tiling import SSDTiles, dot_precision, new_buffer
 
 
@@ -34,7 +35,8 @@ def _chunk_scan_fwd_kernel(
     stride_C_b, stride_C_l, stride_C_g, stride_C_n,
     stride_o_b, stride_o_l, stride_o_h, stride_o_p,
     HAS_D: tl.constexpr, D_HAS_HDIM: tl.constexpr, HAS_Z: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PAD_P: tl.constexpr, PAD_N: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     ntiles = tl.cdiv(chunk_size, BLOCK_T)
@@ -75,16 +77,9 @@ def _chunk_scan_fwd_kernel(
     for j0 in range(0, i0 + BLOCK_T, BLOCK_T):
         offs_j = j0 + tl.arange(0, BLOCK_T)
         valid_j = offs_j < chunk_len
-        B_t = tl.load(
-            B_base + offs_j[None, :] * stride_B_l + offs_n[:, None] * stride_B_n,
-            mask=valid_j[None, :] & n_ok[:, None],
-            other=0.0,
-        )
-        x_j = tl.load(
-            x_base + offs_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p,
-            mask=valid_j[:, None] & p_ok[None, :],
-            other=0.0,
-        )
+        rows_j = tl.minimum(offs_j, chunk_len - 1)  # past the chunk's end: its last row again, with a decay of 0
+        B_t = load_padded(B_base + rows_j[None, :] * stride_B_l + offs_n[:, None] * stride_B_n, n_ok[:, None], PAD_N)
+        x_j = load_padded(x_base + rows_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p, p_ok[None, :], PAD_P)
         cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
@@ -141,7 +136,8 @@ def chunk_scan_fwd(
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *x.stride(), *zz.stride(), *B.stride(), *C.stride(), *out.stride(),
         HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2, HAS_Z=z is not None,
-        BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
-        PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n, PAD_P=tiles.block_p != headdim,
+        PAD_N=tiles.block_n != dstate, PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
     )  # fmt: skip
     return out, ypre

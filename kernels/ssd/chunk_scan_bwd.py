@@ -17,6 +17,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .decay import causal_decay
+from .loads import load_padded
 from .tiling import SSDTiles, dot_precision, new_buffer
 
 
@@ -116,8 +117,8 @@ def _dc_kernel(
     stride_B_b, stride_B_l, stride_B_g, stride_B_n,
     stride_C_b, stride_C_l, stride_C_g, stride_C_n,
     stride_dC_b, stride_dC_l, stride_dC_g, stride_dC_n,
-    HAS_Z: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-    PRECISION: tl.constexpr,
+    HAS_Z: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PAD_P: tl.constexpr,
+    PAD_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     ntiles = tl.cdiv(chunk_size, BLOCK_T)
@@ -168,20 +169,15 @@ def _dc_kernel(
         for j0 in range(0, i0 + BLOCK_T, BLOCK_T):
             offs_j = j0 + tl.arange(0, BLOCK_T)
             valid_j = offs_j < chunk_len
-            x_t = tl.load(
-                x_base + offs_j[None, :] * stride_x_l + offs_p[:, None] * stride_x_p,
-                mask=valid_j[None, :] & p_ok[:, None],
-                other=0.0,
-            )  # (headdim, j)
+            rows_j = tl.minimum(offs_j, chunk_len - 1)  # past the chunk's end: its last row again, with a decay of 0
+            x_ptrs = x_base + rows_j[None, :] * stride_x_l + offs_p[:, None] * stride_x_p
+            x_t = load_padded(x_ptrs, p_ok[:, None], PAD_P)  # (headdim, j)
             cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
             dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
             weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
             dM = tl.dot(dy, x_t, input_precision=PRECISION) * weight  # (i, j)
-            B_j = tl.load(
-                B_base + offs_j[:, None] * stride_B_l + offs_n[None, :] * stride_B_n,
-                mask=valid_j[:, None] & n_ok[None, :],
-                other=0.0,
-            )
+            B_ptrs = B_base + rows_j[:, None] * stride_B_l + offs_n[None, :] * stride_B_n
+            B_j = load_padded(B_ptrs, n_ok[None, :], PAD_N)
             dC += tl.dot(dM.to(B_j.dtype), B_j, input_precision=PRECISION)
 
     tl.store(
@@ -238,6 +234,7 @@ def chunk_scan_bwd_dc(
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dC.stride(),
         HAS_Z=z is not None, BLOCK_T=tiles.block_t_bwd, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
-        PRECISION=dot_precision(C.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        PAD_P=tiles.block_p != headdim, PAD_N=tiles.block_n != dstate, PRECISION=dot_precision(C.dtype),
+        num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )  # fmt: skip
     return dC, u

@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.math import LOG2E
 from .chunk_scan_bwd import load_dy
 from .tiling import SSDTiles, dot_precision, new_buffer
 
@@ -111,7 +112,8 @@ def _dx_db_kernel(
             ).to(x_j.dtype)  # fmt: skip
             cs_i = tl.load(cs_ptr + vec_base + offs_i, mask=valid_i, other=0.0)
             causal = (offs_i[None, :] >= offs_j[:, None]) & valid_i[None, :]
-            decay = tl.exp(tl.where(causal, cs_i[None, :] - cs_j[:, None], float("-inf")))  # (j, i)
+            # (j, i); exp2: Triton's exp also handles subnormal results, three more instructions per pair
+            decay = tl.exp2(tl.where(causal, cs_i[None, :] - cs_j[:, None], float("-inf")) * LOG2E)
             dM_decay = tl.dot(x_j, tl.trans(dy_i), input_precision=PRECISION) * decay  # (j, i)
             dB += tl.dot((dM_decay * dt_j[:, None]).to(C_i.dtype), C_i, input_precision=PRECISION)
             cb = tl.dot(B_j, tl.trans(C_i), input_precision=PRECISION)  # (j, i)

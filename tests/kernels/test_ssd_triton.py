@@ -135,6 +135,13 @@ def test_triton_matches_reference(small_tiles, seqlen, chunk_size, ngroups, opti
     check_triton(inputs, chunk_size, tol=1e-5, dt_softplus=optional)
 
 
+def test_triton_unpadded_tiles(small_tiles):
+    # headdim and dstate fill their blocks (16), so the chunk loops load without masks; chunks of two tiles (below
+    # the diagonal and on it), and a last chunk of 9 whose tiles read its last row again past its end.
+    inputs = make_inputs(1, 41, 2, 16, 1, 16)
+    check_triton(inputs, 32, tol=1e-5, dt_softplus=True)
+
+
 def test_triton_dt_limit(small_tiles):
     inputs = make_inputs(1, 40, 2, 4, 1, 5)
     check_triton(inputs, 16, tol=1e-5, dt_limit=(0.1, 0.5))
