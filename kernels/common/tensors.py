@@ -1,4 +1,4 @@
-"""Host-side helpers shared by the Triton launchers."""
+"""Host-side helpers shared by the Triton launchers and the PyTorch references."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def backward_will_run(*tensors: Tensor | None) -> bool:
     """Whether autograd records an op on these inputs (for an autograd.Function, asked before ``apply``: inside
     ``forward`` grad mode is off, and ``ctx.needs_input_grad`` is true for parameters even under ``no_grad``)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the PyTorch scans accumulate in: float32, or float64 when the inputs are float64 (gradcheck)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def compute_dtype(hidden: Tensor) -> torch.dtype:

@@ -25,7 +25,8 @@ import math
 import torch
 from torch import Tensor
 
-from .reference import compute_dtype, finish_output, prepare_delta
+from ..common.tensors import accumulation_dtype
+from .reference import finish_output, prepare_delta
 
 STEP_NUMBERS = 1 << 16  # numbers per vectorised step: wide enough to hide PyTorch's per-op cost
 BLOCK_NUMBERS = 1 << 20  # numbers per block tensor: 4 MB in float32, cache resident
@@ -106,7 +107,7 @@ def selective_scan_chunked(
     chunk_size: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Same arguments and results as :func:`selective_scan_ref`; ``chunk_size`` (T) is chosen when not given."""
-    dtype = compute_dtype(u.dtype)
+    dtype = accumulation_dtype(u.dtype)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = 1 if B.dim() == 3 else B.shape[1]

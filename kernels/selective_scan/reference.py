@@ -16,10 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Scans accumulate in float32, or in float64 when the inputs are float64 (gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from ..common.tensors import accumulation_dtype
 
 
 def prepare_delta(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool, dtype: torch.dtype) -> Tensor:
@@ -75,7 +72,7 @@ def selective_scan_ref(
         out (batch, dim, seqlen) in u's dtype, and the last state (batch, dim, dstate) in the compute dtype
         when ``return_last_state``.
     """
-    dtype = compute_dtype(u.dtype)
+    dtype = accumulation_dtype(u.dtype)
     batch, dim, seqlen = u.shape
     delta = prepare_delta(delta, delta_bias, delta_softplus, dtype)
     uf = u.to(dtype)

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from .reference import compute_dtype, finish_output, prepare_dt
+from ..common.tensors import accumulation_dtype
+from .reference import finish_output, prepare_dt
 
 # Largest number of decay-matrix entries (batch * heads * chunks * Q * Q) built at once.
 _MAX_BLOCK_ENTRIES = 1 << 24
@@ -72,7 +73,7 @@ def ssd_chunked(
     return_final_states: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Same arguments and results as :func:`ssd_ref`, computed chunk by chunk."""
-    dtype = compute_dtype(x.dtype)
+    dtype = accumulation_dtype(x.dtype)
     batch, seqlen, nheads, headdim = x.shape
     groups, dstate = B.shape[2], B.shape[3]
     if nheads % groups:

@@ -16,10 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """SSD accumulates in float32, or in float64 when the inputs are float64 (gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from ..common.tensors import accumulation_dtype
 
 
 def prepare_dt(
@@ -82,7 +79,7 @@ def ssd_ref(
         out like x (x's dtype) and, with ``return_final_states``, the final states (batch, nheads, headdim, dstate)
         in the compute dtype.
     """
-    dtype = compute_dtype(x.dtype)
+    dtype = accumulation_dtype(x.dtype)
     batch, seqlen, nheads, headdim = x.shape
     dt = prepare_dt(dt, dt_bias, dt_softplus, dt_limit, dtype)
     xf = x.to(dtype)
