@@ -1,5 +1,5 @@
-"""Pieces shared by several ops. All but :mod:`.tensors` are Triton code, imported only by Triton kernel modules;
-:mod:`.tensors` is plain PyTorch, which the CPU references use too.
+"""Pieces shared by several ops. :mod:`.hardware` and :mod:`.tensors` are plain PyTorch (the CPU references use
+:mod:`.tensors` too); the rest is Triton code, imported only by Triton kernel modules.
 
 - :mod:`.math`: softplus (with its derivative), SiLU, and the log2(e) / ln(2) constants for ``exp2``-based decays.
 - :mod:`.recurrence`, :mod:`.lanes`: the selective scan's in-register recurrences and its sums over channel lanes.
