@@ -82,7 +82,7 @@ def _chunk_scan_fwd_kernel(
         x_j = load_padded(x_base + rows_j[:, None] * stride_x_l + offs_p[None, :] * stride_x_p, p_ok[None, :], PAD_P)
         cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
         dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-        weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
+        weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0) * dt_j[None, :]
         cb = tl.dot(C_i, B_t, input_precision=PRECISION) * weight  # (i, j)
         acc += tl.dot(cb.to(x_j.dtype), x_j, input_precision=PRECISION)
 

@@ -174,7 +174,7 @@ def _dc_kernel(
             x_t = load_padded(x_ptrs, p_ok[:, None], PAD_P)  # (headdim, j)
             cs_j = tl.load(cs_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
             dt_j = tl.load(dt_ptr + vec_base + offs_j, mask=valid_j, other=0.0)
-            weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0, 0) * dt_j[None, :]
+            weight = causal_decay(cs_i, cs_j, cs_i0, offs_i, offs_j, j0 < i0) * dt_j[None, :]
             dM = tl.dot(dy, x_t, input_precision=PRECISION) * weight  # (i, j)
             B_ptrs = B_base + rows_j[:, None] * stride_B_l + offs_n[None, :] * stride_B_n
             B_j = load_padded(B_ptrs, n_ok[None, :], PAD_N)
