@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genossm.cli.options import option
 from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.presets import model_config
+from genossm.training.loss import summed_token_loss
 from genossm.training.memory import MemoryPlan
 from genossm.training.segmented import segmented_lm_backward
 
@@ -76,7 +76,7 @@ def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, pl
                 segmented_lm_backward(model, ids, labels, plan.segment_len, 1 / ids.numel())
             else:
                 logits = model(ids).logits
-                F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()).backward()
+                (summed_token_loss(logits, labels) / ids.numel()).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 

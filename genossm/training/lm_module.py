@@ -13,17 +13,16 @@ import time
 from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from genossm.data.steps import IGNORE_INDEX
 from genossm.models import MambaConfig, MambaLMHeadModel
 
+from .loss import summed_token_loss
 from .memory import MemoryPlan
 from .optim import OptimConfig
 from .segmented import segmented_lm_backward
 from .step_module import MicroBatchModule, peak_memory_gib, shard_for_rank
-
-IGNORE_INDEX = -100
 
 
 class LMPretrainModule(MicroBatchModule):
@@ -43,13 +42,7 @@ class LMPretrainModule(MicroBatchModule):
 
     def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Summed cross-entropy (float32) and the number of predicted positions of one micro-batch."""
-        logits = self.model(input_ids).logits
-        loss = F.cross_entropy(
-            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
-            labels.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+        loss = summed_token_loss(self.model(input_ids).logits, labels)
         return loss, (labels != IGNORE_INDEX).sum()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

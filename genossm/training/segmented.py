@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from genossm.models import MambaLMHeadModel, MixerState
 
-IGNORE_INDEX = -100
+from .loss import summed_token_loss
 
 
 def _clone(states: list[MixerState]) -> list[MixerState]:
@@ -30,13 +29,7 @@ def _leaves(states: list[MixerState]) -> list[MixerState]:
 def _summed_loss(model: MambaLMHeadModel, input_ids: Tensor, labels: Tensor, states: list[MixerState]) -> Tensor:
     """Summed cross-entropy of one segment, continuing from ``states``; its logits are freed on return (the loss
     keeps what its backward needs), not held through the segment's backward."""
-    logits = model.lm_head(model.backbone(input_ids, states))
-    return F.cross_entropy(
-        logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
-        labels.flatten(),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
+    return summed_token_loss(model.lm_head(model.backbone(input_ids, states)), labels)
 
 
 def segmented_lm_backward(
