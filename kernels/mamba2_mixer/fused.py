@@ -8,7 +8,8 @@ N = 128). The backward recomputes in_proj, the conv and the scan's forward, then
 * the norm's backward writes the scan output's gradient over out_proj's input gradient, z's gradient over z (in
   in_proj's recomputed output) and the normed output over the scan's output (out_proj's weight gradient needs it);
 * the SSD backward writes dx, dB and dC into one buffer laid out like the conv's output, the conv backward's input;
-* in_proj's input gradient is a sum of products over the pieces (dz, dxBC, ddt), so no concatenation runs.
+* in_proj's input gradient is a sum of two products: over dz (in place in in_proj's recomputed output) and over
+  the gradients of xBC and dt, side by side in one buffer that the conv's backward writes into.
 
 From a carried state (segmented training, reading a chromosome window by window) the op takes the conv's inputs
 before the sequence and the scan's initial state, returns the states to carry on, and back-propagates their
@@ -41,6 +42,17 @@ def _in_proj_padded(h: Tensor, w: Mamba2Weights) -> Tensor:
         return F.linear(h, w.in_proj, w.in_proj_bias)
     bias = F.pad(w.in_proj_bias, (0, pad)) if w.in_proj_bias is not None else None
     return F.linear(h, F.pad(w.in_proj, (0, 0, 0, pad)), bias)[..., :width]
+
+
+def _rest_of_in_proj(xBC_t: Tensor, w: Mamba2Weights, sizes: Mamba2Sizes) -> tuple[Tensor, Tensor]:
+    """A buffer for the gradients of in_proj's xBC and dt columns, side by side in rows of :func:`padded_width`
+    elements (padding zeroed), and in_proj's weight rows for them, padded alike: one product then takes in_proj's
+    backward over both (dt's own, 4 columns wide, ran a slow unaligned GEMM)."""
+    width = sizes.conv_dim + sizes.nheads
+    batch, _, seqlen = xBC_t.shape
+    d_rest = xBC_t.new_empty(batch, seqlen, padded_width(width))
+    d_rest[..., width:].zero_()
+    return d_rest, F.pad(w.in_proj[sizes.d_ssm :], (0, 0, 0, d_rest.shape[-1] - width))
 
 
 def _forward(h: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_in: Tensor | None, initial: Tensor | None):
@@ -109,21 +121,24 @@ class Mamba2MixerFn(torch.autograd.Function):
             del x, B, C, saved, dy
             if w.norm is None:
                 d_norm, dz = None, dz_scan.flatten(-2)
-            dxBC, d_conv, d_conv_bias, d_conv_in = conv_bwd(
-                xBC_t, w.conv, w.conv_bias, conv_in, d_conv_out.transpose(1, 2), True
+            d_rest, rest_weight = _rest_of_in_proj(xBC_t, w, sizes)  # allocated once the scan's buffers are freed
+            d_rest[..., sizes.conv_dim : sizes.conv_dim + sizes.nheads] = ddt
+            dxBC = d_rest[..., : sizes.conv_dim].transpose(1, 2)
+            _, d_conv, d_conv_bias, d_conv_in = conv_bwd(
+                xBC_t, w.conv, w.conv_bias, conv_in, d_conv_out.transpose(1, 2), True, dx=dxBC
             )
             del d_conv_out
             if d_tail is not None:  # the carried conv window's gradient, into xBC's last positions
                 dxBC[:, :, dxBC.shape[2] - d_tail.shape[2] :] += d_tail
-            dxBC = dxBC.transpose(1, 2)  # (b, l, conv_dim) memory
-            # in_proj's backward piece by piece over its output rows [z, xBC, dt]
-            pieces = (dz, dxBC, ddt)
-            weight_rows = w.in_proj.split([sizes.d_ssm, sizes.conv_dim, sizes.nheads])
-            dhidden = dz.reshape(-1, sizes.d_ssm) @ weight_rows[0]
-            for piece, rows in zip(pieces[1:], weight_rows[1:], strict=True):
-                dhidden.addmm_(piece.reshape(-1, rows.shape[0]), rows)
-            d_in_proj = torch.cat([weight_grad(p, h) for p in pieces])
-            d_in_bias = torch.cat([p.sum((0, 1)) for p in pieces]) if w.in_proj_bias is not None else None
+            # in_proj's backward: dz's rows of the weight, then those of xBC and dt in one product
+            dz_rows = dz.reshape(-1, sizes.d_ssm)
+            dhidden = dz_rows @ w.in_proj[: sizes.d_ssm]
+            dhidden.addmm_(d_rest.view(-1, d_rest.shape[-1]), rest_weight)
+            rest_width = sizes.conv_dim + sizes.nheads
+            d_in_proj = torch.cat([weight_grad(dz, h), weight_grad(d_rest, h)[:rest_width]])
+            d_in_bias = None
+            if w.in_proj_bias is not None:
+                d_in_bias = torch.cat([dz_rows.sum(0), d_rest.sum((0, 1))[:rest_width]])
         grads = (d_in_proj, d_in_bias, d_conv, d_conv_bias, ddt_bias, dA, dD, d_norm, d_out_proj, d_out_bias)
         return (
             dhidden.view(dout.shape[:2] + h.shape[2:]).to(ctx.hidden_dtype),

@@ -99,17 +99,19 @@ class MambaMixerFn(torch.autograd.Function):
             d_inner = w.A.shape[0]
             A2 = exp2_rates(w.A)
             d_gated = (dout @ w.out_proj).transpose(1, 2)
+            dx_dbl = torch.empty_like(x_dbl)  # x_proj's output gradient: the scan's backward writes dB and dC into it
+            dB, dC = _B_C(dx_dbl, w)
             # in place: ddelta over delta, dz over z (in_proj's output), the gated output over its gradient
-            du, ddelta, dA, dB, dC, dD, dz, ddt_bias, dh0 = scan_bwd(
+            du, ddelta, dA, _, _, dD, dz, ddt_bias, dh0 = scan_bwd(
                 d_gated, d_last, u, delta, A2, B, C, w.D, z, w.dt_bias, True, chunks, tiling, ctx.needs_input_grad[2],
-                ddelta=delta, dz=z, out=d_gated,
+                ddelta=delta, dz=z, out=d_gated, dB_into=dB, dC_into=dC,
             )  # fmt: skip
             d_out_proj = weight_grad(dout, d_gated.transpose(1, 2))
             d_out_bias = dout.sum((0, 1)) if w.out_proj_bias is not None else None
             del d_gated, delta
             ddelta = ddelta.transpose(1, 2)  # (b, l, d_inner) memory
             r, n = w.dt_rank, w.d_state
-            dx_dbl = torch.cat([ddelta @ w.dt_proj, dB.transpose(1, 2), dC.transpose(1, 2)], dim=-1)
+            dx_dbl[..., :r] = ddelta @ w.dt_proj
             d_dt_proj = weight_grad(ddelta, x_dbl[..., :r])
             del ddelta
             du.transpose(1, 2).view(-1, d_inner).addmm_(dx_dbl.view(-1, r + 2 * n), w.x_proj)  # x_proj's input grad

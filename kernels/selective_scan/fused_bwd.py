@@ -434,6 +434,8 @@ def scan_bwd(
     ddelta: Tensor | None = None,
     dz: Tensor | None = None,
     out: Tensor | None = None,
+    dB_into: Tensor | None = None,
+    dC_into: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, d initial_state); None where an input is None.
 
@@ -512,4 +514,6 @@ def scan_bwd(
     dC = dC.permute(0, 1, 3, 2)
     if B.dim() == 3:
         dB, dC = dB[:, 0], dC[:, 0]
-    return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dz, dbias, dh0
+    dB = dB_into.copy_(dB) if dB_into is not None else dB.to(B.dtype)
+    dC = dC_into.copy_(dC) if dC_into is not None else dC.to(C.dtype)
+    return du, ddelta, dA, dB, dC, dD, dz, dbias, dh0
