@@ -1,9 +1,9 @@
 """Tile sizes and sequence segments of the Triton selective scan: a small heuristic table, no autotuning.
 
 Every kernel runs one warp per program. Tiles are sized so that each thread holds about 32 float32 numbers per
-(positions x states x channels) array: the forward tile is (TILE, BLOCK_N, BLOCK_D), the backward tile
-(TILE, REPS, BLOCK_N, LANES_D) with ``REPS`` channels per thread so that sums over channels stay mostly in-thread.
-Positions always live inside a thread, which makes each scan a chain of fused multiply-adds.
+(positions x states x channels) array: both tiles are (TILE, BLOCK_N, BLOCK_D), channels on lanes (16 in the
+backward, whose sums over channels are a reduce-scatter over them: ``kernels/common/lanes.py``). Positions always
+live inside a thread, which makes each scan a chain of fused multiply-adds.
 
 A sequence is cut into ``segments`` when batch x channel blocks alone would leave the GPU idle (long sequences,
 small batches); ``chunk`` is the spacing of the states the forward saves for the backward.
