@@ -7,15 +7,17 @@
 # Steps: peer (build mamba_ssm from .peer/, ~3 min; or peer-bg ... peer-wait to build while other steps run), tests (pytest -m gpu, 8 processes), scan, conv-norm, ssd,
 # ssd-sweep, ssd-stages, scan-prefetch (kernel benchmarks), model (training step), memory (long-context table),
 # memory-targets (issue 9's target points), data (loader), classify (genossm classify throughput);
-# science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series), study (great apes), each
-# STEPS optimizer steps per run. Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
+# science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series, STEPS optimizer steps per
+# run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control).
+# Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 R=$OUT/r  # everything goes here, then into one archive: $OUT/results.tgz (the device returns few files)
 mkdir -p "$R"
 trap 'cp -r results "$R/" 2>/dev/null; tar czf "$OUT/results.tgz" -C "$OUT" r; rm -rf "$R"' EXIT
 trap 'exit 143' TERM INT  # a time limit still packs what is done
-STEPS=${STEPS:-30}  # optimizer steps per science run (scale, study)
+STEPS=${STEPS:-30}  # optimizer steps per pretraining run (scale-length, scale-size)
+STUDY_STEPS=${STUDY_STEPS:-$STEPS}  # optimizer steps per length of the great-ape study
 MAF=${MAF:-.gpu/great_apes_chr22.epo.maf.gz}
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -90,11 +92,16 @@ for what in "$@"; do
     classify) step bench-classify genossm bench classify --out "$R/classify" ;;  # bases/s of genossm classify
     apes) step apes genossm data maf2fasta "$MAF" /tmp/apes ;;  # per-species FASTA of the full alignment
     scale-length) step scale-length genossm scale --series scaling-length --data /tmp/apes/Hsap.fa \
-      --max-steps "$STEPS" --output /tmp/scale-length --results-doc results/pretraining.md ;;
+      --max-steps "$STEPS" --output runs/scale-length --results-doc results/pretraining.md ;;
     scale-size) step scale-size genossm scale --series scaling-size --data /tmp/apes/Hsap.fa \
       --max-steps "$STEPS" --output /tmp/scale-size --results-doc results/pretraining.md ;;
-    study) step study genossm study --config great-apes --maf "$MAF" --max-steps "$STEPS" --work /tmp/study \
-      --eval-windows "${EVAL_WINDOWS:-256}" --kmer-windows "${EVAL_WINDOWS:-256}" ;;
+    study)  # from the length series' backbones where scale-length ran (its runs/scale-length), else from scratch
+      backbones=(); [ -d runs/scale-length ] && backbones=(--pretrained runs/scale-length)
+      step study genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" --work runs/study \
+        "${backbones[@]}" ;;
+    study-scratch)  # the control: the same fine-tuning from random weights, its own folder and results document
+      step study-scratch genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" \
+        --lengths "${SCRATCH_LENGTHS:-2^16,2^18,2^20}" --work runs/study-scratch --results runs/study-scratch ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done

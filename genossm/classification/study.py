@@ -5,7 +5,8 @@ Each length is a fine-tuning run in ``WORK/L<length>/``: a finished run (its sum
 interrupted one resumes from its last checkpoint, so the study can be run again and again until every length is done
 (with a limited GPU time per call). With ``--maf`` the classes are the species of an alignment, written once to
 ``WORK/fasta/`` as genossm data maf2fasta does. A length whose pretrained backbone exists in ``--pretrained``
-(``DIR/<length>/`` or ``DIR/<length>/model``) starts from it; the others train from scratch — the table says which.
+(``DIR/<length>/``, ``DIR/<length>/model``, or ``DIR/seqlen-<length>/model`` as a ``genossm scale`` length series
+writes it) starts from it; the others train from scratch — the table says which.
 
 The results go between two marker lines of ``RESULTS/classification.md``, so text written around them stays.
 """
@@ -34,7 +35,9 @@ class StudyOptions(ClassifierTrainingOptions):
     maf: Path | None = option(None, "alignment (MAF, may be gzipped) whose species are the classes")
     classes: Path | None = option(None, "instead of --maf: a class folder or TSV manifest, as for genossm finetune")
     lengths: str = option("2^10,2^12,2^14,2^16,2^18,2^20", "window lengths, comma-separated (numbers or 2^k)")
-    pretrained: Path | None = option(None, "folder of pretrained backbones by length: DIR/<length>[/model]")
+    pretrained: Path | None = option(
+        None, "folder of pretrained backbones by length: DIR/<length>[/model], or a genossm scale length series"
+    )
     work: Path = option(Path("runs/study"), "folder of the study's runs (WORK/L<length>/), reused by later calls")
     results: Path = option(Path("results"), "folder of the results document and its plots")
     title: str = option("Species classification against window length", "heading of the results section")
@@ -56,12 +59,13 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def pretrained_backbone(folder: Path | None, length: int) -> Path | None:
-    """``folder/<length>/model`` or ``folder/<length>`` when it holds a model (config.json), else None."""
+    """The first of ``folder/<length>/model``, ``folder/<length>`` and ``folder/seqlen-<length>/model`` (a
+    ``genossm scale`` run) that holds a model (config.json), else None."""
     if folder is None:
         return None
     if not folder.is_dir():
         raise FileNotFoundError(f"pretrained folder {folder} does not exist")
-    for candidate in (folder / str(length) / "model", folder / str(length)):
+    for candidate in (folder / str(length) / "model", folder / str(length), folder / f"seqlen-{length}" / "model"):
         if (candidate / "config.json").is_file():
             return candidate
     return None

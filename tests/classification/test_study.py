@@ -4,7 +4,7 @@ import numpy as np
 import yaml
 from test_finetune_cli import TINY_YAML
 
-from genossm.classification.study import StudyOptions, length_name, parse_lengths
+from genossm.classification.study import StudyOptions, length_name, parse_lengths, pretrained_backbone
 from genossm.cli.main import main
 from genossm.cli.options import build_options, read_yaml
 from genossm.models import MambaConfig, MambaLMHeadModel
@@ -73,6 +73,14 @@ def test_study_writes_the_results_and_skips_finished_lengths(tmp_path, capsys):
     assert "L = 32: done before" in capsys.readouterr().out
     again = (results / "classification.md").read_text()
     assert again == document  # regenerated in place, once
+
+
+def test_pretrained_backbones_are_found_in_a_scale_series(tmp_path):
+    series = tmp_path / "scale"
+    MambaLMHeadModel(MambaConfig(**TINY_YAML)).save_pretrained(series / "seqlen-1024" / "model")
+    (series / "seqlen-4096").mkdir()  # a run that has not finished: no model yet
+    assert pretrained_backbone(series, 1024) == series / "seqlen-1024" / "model"
+    assert pretrained_backbone(series, 4096) is None and pretrained_backbone(None, 1024) is None
 
 
 def test_lengths_and_names():
