@@ -46,3 +46,12 @@ def silu_sigmoid(x):
     """(silu(x), sigmoid(x)) in float32."""
     sig = sigmoid_fast(x)
     return x * sig, sig
+
+
+@triton.jit
+def output_grad(dout, z, HAS_Z: tl.constexpr):
+    """(dy = dout * silu(z), sigmoid(z)) of a float32 tile (dy = dout without a gate)."""
+    if HAS_Z:
+        gate, zsig = silu_sigmoid(z)
+        return dout * gate, zsig
+    return dout, dout

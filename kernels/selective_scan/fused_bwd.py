@@ -14,8 +14,8 @@ and d initial_state = a_0 g_0.
 Work is split like the forward, in reverse: each program walks its segment's chunks from the last to the first.
 Per chunk it first re-runs the forward from the chunk's saved state to get each tile's start state (kept in a
 small per-program scratch buffer that stays in L2), then walks the tiles backwards. The carried adjoint is
-w = a_t g_t at a tile's first position. With several segments, ``_scan_bwd_local_kernel`` first computes each
-segment's adjoint from a zero end, and ``kernels/common/state_passing.py`` chains them (``reverse=True``).
+w = a_t g_t at a tile's first position. With several segments, the adjoint entering each comes first from
+``bwd_segments.py``.
 
 Tiles are (TILE, BLOCK_N, BLOCK_D) with 16 channels on 16 lanes; the sums over channels (dB, dC) are a
 reduce-scatter over those lanes (``kernels/common/lanes.py``) followed by float32 atomics. Programs are persistent
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..common.hardware import sm_count
 from ..common.lanes import scattered_rows, sum_channels_scattered
-from ..common.math import fast_math, silu_sigmoid
+from ..common.math import fast_math, output_grad
 from ..common.recurrence import (
     accumulate_rows,
     adjoint_scan,
@@ -42,21 +42,12 @@ from ..common.recurrence import (
     previous_states,
     row,
 )
-from ..common.state_passing import pass_states
 from ..common.tensors import like_layout
-from .fused_fwd import as_groups, load_fwd_tile, load_step_sizes, step_sizes
+from .bwd_segments import segment_carries
+from .fused_fwd import as_groups, load_fwd_tile, step_sizes
 from .tiling import ScanTiling, launch_options, segment_length
 
 PROGRAMS_PER_SM = 16
-
-
-@triton.jit
-def output_grad(dout, z, HAS_Z: tl.constexpr):
-    """(dy = dout * silu(z), sigmoid(z)) of a float32 tile (dy = dout without a gate)."""
-    if HAS_Z:
-        gate, zsig = silu_sigmoid(z)
-        return dout * gate, zsig
-    return dout, dout
 
 
 @triton.jit
@@ -73,85 +64,6 @@ def load_bwd_tile(
     mask_t = ((t0 + offs_t) < seg_end) & ((t0 + offs_t) >= lo)
     dout = tl.load(g_tile + t0.to(tl.int64) * s_g_l, mask=mask_t[:, None] & mask_d[None, :], other=0.0)
     return raw_dt, u, Bt, Ct, dout.to(tl.float32), z
-
-
-@triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments"])
-def _scan_bwd_local_kernel(
-    delta_ptr,
-    A2_ptr,
-    C_ptr,
-    z_ptr,
-    bias_ptr,
-    dout_ptr,
-    local_ptr,  # (batch, S, dstate, dim) float32: adjoint a_0 g_0 of each segment from a zero end
-    dtsum_ptr,  # (batch, S, dim) float32
-    seqlen,
-    seg_len,
-    dim,
-    dstate,
-    group_dim,
-    n_segments,
-    s_dt_b,
-    s_dt_d,
-    s_dt_l,
-    s_z_b,
-    s_z_d,
-    s_z_l,
-    s_g_b,
-    s_g_d,
-    s_g_l,
-    s_C_b,
-    s_C_g,
-    s_C_n,
-    s_C_l,
-    HAS_Z: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    TILE: tl.constexpr,
-    FAST: tl.constexpr,
-):
-    """First pass of a segmented backward: run segment pid_s + 1 backwards from a zero adjoint."""
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1) + 1
-    b64 = pid_b.to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_t = tl.arange(0, TILE)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
-    bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
-    group = (pid_d * BLOCK_D) // group_dim
-    dt_tile = delta_ptr + b64 * s_dt_b + (offs_t[:, None] * s_dt_l + offs_d[None, :] * s_dt_d)
-    z_tile = z_ptr + b64 * s_z_b + (offs_t[:, None] * s_z_l + offs_d[None, :] * s_z_d)
-    g_tile = dout_ptr + b64 * s_g_b + (offs_t[:, None] * s_g_l + offs_d[None, :] * s_g_d)
-    C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
-
-    w = tl.sum(tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32), axis=0)
-    dtsum = tl.zeros((TILE, BLOCK_D), tl.float32)
-    seg_start = pid_s * seg_len
-    seg_end = tl.minimum(seg_start + seg_len, seqlen)
-    n_tiles = tl.cdiv(seg_end - seg_start, TILE)
-    for k in range(n_tiles):
-        t0 = seg_start + (n_tiles - 1 - k) * TILE
-        t64 = t0.to(tl.int64)
-        mask_t = (t0 + offs_t) < seg_end
-        mask = mask_t[:, None] & mask_d[None, :]
-        dt, _ = load_step_sizes(dt_tile + t64 * s_dt_l, bias, mask, HAS_BIAS, SOFTPLUS, FAST)
-        dout = tl.load(g_tile + t64 * s_g_l, mask=mask, other=0.0).to(tl.float32)
-        z = tl.load(z_tile + t64 * s_z_l, mask=mask, other=0.0).to(tl.float32) if HAS_Z else dout
-        dy, _ = output_grad(dout, z, HAS_Z)
-        Ct = tl.load(C_tile + t64 * s_C_l, mask=mask_t[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
-        decay = tl.exp2(dt[:, None, :] * A2[None])
-        _, decayed = adjoint_scan(decay, Ct[:, :, None] * dy[:, None, :], w, offs_t, TILE)
-        w = row(decayed, 0, offs_t)
-        dtsum += dt
-    seg_row = b64 * n_segments + pid_s
-    tl.store(local_ptr + seg_row * dstate * dim + offs_n[:, None] * dim + offs_d[None, :], w, mask=mask_nd)
-    tl.store(dtsum_ptr + seg_row * dim + offs_d, tl.sum(dtsum, axis=0), mask=mask_d)
 
 
 @triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks", "n_dblocks", "batch"])
@@ -461,17 +373,7 @@ def scan_bwd(
 
     carry = None
     if segments > 1:
-        local = torch.empty(batch, segments, dstate, dim, **f32)
-        dtsum = torch.empty(batch, segments, dim, **f32)
-        _scan_bwd_local_kernel[(n_dblocks * batch, segments - 1)](
-            delta, A2, C4, z_arg, delta_bias if delta_bias is not None else A2, dout, local, dtsum,
-            seqlen, seg_len, dim, dstate, dim // n_groups, segments,
-            *delta.stride(), *z_arg.stride(), *dout.stride(), *C4.stride(),
-            HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-            BLOCK_D=block_d, BLOCK_N=tiling.block_n, TILE=tile, FAST=fast, num_warps=1, **launch_options(tiling),
-        )  # fmt: skip
-        seed = d_last.transpose(1, 2) if d_last is not None else None
-        carry = pass_states(local, dtsum, A2, seed, reverse=True)
+        carry = segment_carries(dout, d_last, delta, A2, C4, z, delta_bias, delta_softplus, tiling, seg_len)
 
     du = like_layout(u)
     if ddelta is None:

@@ -24,7 +24,8 @@ from genossm.kernels.conv1d.fused import (  # noqa: E402
     _conv_fwd_kernel,
 )
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
-from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel, _scan_bwd_local_kernel  # noqa: E402
+from genossm.kernels.selective_scan.bwd_segments import _scan_bwd_local_kernel  # noqa: E402
+from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel  # noqa: E402
 from genossm.kernels.selective_scan.fused_fwd import _scan_fwd_kernel  # noqa: E402
 
 SCAN = dict(BLOCK_D=16, BLOCK_N=16, TILE=4, FAST=True)
