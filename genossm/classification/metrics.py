@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ def plot_confusion(evaluation: Evaluation, path: str | Path, title: str = "") ->
     ax.set_yticks(ticks, evaluation.labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or f"accuracy {evaluation.accuracy:.3f} on {evaluation.windows} windows")
+    title = title or f"accuracy {evaluation.accuracy:.3f} on {evaluation.windows} windows"
+    ax.set_title(textwrap.fill(title, width=round(12 * size)), fontsize=10)  # a long title wraps, never cut off
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:
