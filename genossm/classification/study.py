@@ -20,6 +20,7 @@ from typing import Any
 
 from genossm.cli.options import option
 from genossm.fileio import atomic_open, atomic_write_text
+from genossm.training.scaling import run_name
 
 from .finetune import ClassifierTrainingOptions, FinetuneOptions, finetune, read_summary
 
@@ -65,7 +66,8 @@ def pretrained_backbone(folder: Path | None, length: int) -> Path | None:
         return None
     if not folder.is_dir():
         raise FileNotFoundError(f"pretrained folder {folder} does not exist")
-    for candidate in (folder / str(length) / "model", folder / str(length), folder / f"seqlen-{length}" / "model"):
+    scale_run = folder / run_name({"seqlen": length}) / "model"
+    for candidate in (folder / str(length) / "model", folder / str(length), scale_run):
         if (candidate / "config.json").is_file():
             return candidate
     return None
