@@ -1,5 +1,6 @@
 """The installed package: console script, presets, and the genossm.kernels mapping."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -75,6 +76,27 @@ def test_unknown_preset_is_one_clear_line(capsys):
 def test_console_script_runs():
     result = subprocess.run(["genossm", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "bench" in result.stdout
+
+
+def _every_parser(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, parser) for the parser and each subcommand under it, depth first."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_parser(sub, (*path, name))
+
+
+def test_every_commands_help_prints():
+    """--help of every (sub)command formats: a help text with a bare % (e.g. "5% of max_steps") used to crash."""
+    from genossm.cli.main import build_parser
+
+    commands = list(_every_parser(build_parser()))
+    assert {("pretrain",), ("bench", "model"), ("data", "maf2fasta")} <= {path for path, _ in commands}
+    for path, parser in commands:
+        text = parser.format_help()
+        assert text.startswith("usage: genossm"), path
+    assert "5% of max_steps" in dict(commands)[("pretrain",)].format_help()
 
 
 def test_ci_runs_the_readme_test_command():

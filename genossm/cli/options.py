@@ -39,13 +39,14 @@ def add_options(parser: argparse.ArgumentParser, cls: type, positional: tuple[st
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = _scalar_type(hints[field.name])
-        text = field.metadata.get("help", "")
+        text = field.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.name in positional:
             parser.add_argument(field.name, type=kind, help=text)
             continue
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{text} (default: {default})" if default is not None else text
+        shown = str(default).replace("%", "%%")
+        help_text = f"{text} (default: {shown})" if default is not None else text
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif typing.get_origin(kind) is typing.Literal:
