@@ -8,7 +8,8 @@
 # ssd-sweep, ssd-stages, scan-prefetch (kernel benchmarks), model (training step), memory (long-context table),
 # memory-targets (issue 9's target points), data (loader), classify (genossm classify throughput);
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series, STEPS optimizer steps per
-# run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control).
+# run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control),
+# scale-7m and study-7m (the 7M model at 2^20), study-seeds (the 2^20 study with SEEDS, default "1 2").
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -102,6 +103,18 @@ for what in "$@"; do
     study-scratch)  # the control: the same fine-tuning from random weights, its own folder and results document
       step study-scratch genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" \
         --lengths "${SCRATCH_LENGTHS:-2^16,2^18,2^20}" --work runs/study-scratch --results runs/study-scratch ;;
+    scale-7m)  # the 7M model pretrained at 2^20 with the length series' recipe: the backbone of study-7m
+      step scale-7m genossm scale --series scaling-length-7m --data /tmp/apes/Hsap.fa --max-steps "$STEPS" \
+        --output runs/scale-length-7m ;;
+    study-7m)  # the great-ape task at 2^20 with the 7M model (from scale-7m's backbone), its own folder and document
+      step study-7m genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" --lengths 2^20 \
+        --pretrained runs/scale-length-7m --work runs/study-7m --results runs/study-7m ;;
+    study-seeds)  # the study at 2^20 again with other seeds (SEEDS), from the same backbone: the spread of one run
+      for seed in ${SEEDS:-1 2}; do
+        step "study-seed$seed" genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" \
+          --lengths 2^20 --seed "$seed" --pretrained runs/scale-length --work "runs/study-seed$seed" \
+          --results "runs/study-seed$seed"
+      done ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done
