@@ -1,5 +1,7 @@
 """Selective scan speed: genossm's Triton kernels, the chunked PyTorch path and mamba_ssm, forward and
-forward+backward, at the genomics shapes of issue 4 (or any others), with each shape's memory and exp floors."""
+forward+backward, at the genomics shapes of issue 4 (or any others), with each shape's memory and exp floors: the
+exps any implementation needs (one decay per state update and pass over the data) and, for genossm's kernels, the
+exps of their plan (a sequence cut into segments for parallelism pays a second pass)."""
 
 from __future__ import annotations
 
@@ -120,6 +122,20 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
     return impls
 
 
+def plan_decays(
+    opts: SelectiveScanBenchOptions, impl: str, dim: int, batch: int, seqlen: int, device: torch.device, mode: str
+) -> float:
+    """Decays per state update that genossm's kernels compute at this shape (a cut sequence pays a second pass);
+    0 for the other implementations."""
+    if not impl.startswith("genossm triton"):
+        return 0.0
+    from genossm.kernels.selective_scan.tiling import decays_per_update, plan_scan  # Triton: Linux only
+
+    forced = dict(tile=opts.tile, segments=opts.segments, fwd_block_d=opts.fwd_block_d)
+    tiling = plan_scan(batch, dim, opts.dstate, seqlen, 1, device, **forced)
+    return decays_per_update(tiling, backward=mode == "fwd+bwd")
+
+
 def check_output(fn, inputs: dict[str, torch.Tensor]) -> float:
     """Relative error of ``fn`` against the sequential reference on a prefix (a causal scan's prefix is exact)."""
     with torch.no_grad():
@@ -162,7 +178,9 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
                     times = kernel_times(call)
                     breakdowns.append(dict(dim=dim, batch=batch, seqlen=seqlen, mode=mode, impl=name, kernels=times))
                 floor = floor_bytes(dim, batch, seqlen, opts.dstate, esize, mode)
-                exps = dim * opts.dstate * batch * seqlen * (1 if mode == "fwd" else 2)
+                updates = dim * opts.dstate * batch * seqlen
+                exps = updates * (1 if mode == "fwd" else 2)
+                plan_exps = updates * plan_decays(opts, name, dim, batch, seqlen, device, mode)
                 rows.append(
                     {
                         "dim": dim,
@@ -175,6 +193,7 @@ def run(opts: SelectiveScanBenchOptions) -> list[dict[str, object]]:
                         "GB/s": floor / ms / 1e6,
                         "floor_ms": floor / copy_gbps / 1e6 if copy_gbps else None,
                         "exp_floor_ms": exps / exp_rate if exp_rate else None,
+                        "plan_exp_floor_ms": plan_exps / exp_rate if exp_rate and plan_exps else None,
                         "rel_err": error,
                     }
                 )

@@ -139,6 +139,17 @@ def plan_scan(
     )
 
 
+def decays_per_update(tiling: ScanTiling, backward: bool) -> float:
+    """Decays exp2(dt A) the kernels of this plan compute per state update, each one ``ex2`` (16 per clock per SM on
+    Hopper): the forward one, plus its state-only pass over every segment but the last; the backward two more (the
+    sweep to each tile's start state, then the tile's recomputation), plus its local adjoint pass over every segment
+    but one. Cutting a sequence into segments costs about one decay more per update and direction."""
+    forward = 1 + (tiling.fwd_segments - 1) / tiling.fwd_segments
+    if not backward:
+        return forward
+    return forward + 2 + (tiling.bwd_segments - 1) / tiling.bwd_segments
+
+
 def launch_options(tiling: ScanTiling) -> dict[str, int]:
     """Extra Triton launch options of a tiling (the register cap, when one is set)."""
     return {"maxnreg": tiling.maxnreg} if tiling.maxnreg else {}

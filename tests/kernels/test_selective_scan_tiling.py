@@ -49,3 +49,14 @@ def test_forward_halves_its_channel_block_when_programs_are_few(h100, batch, exp
     # 64 x 256 channels: 512 programs of 32 channels for 1,056 slots -> 16 channels; 1024 sequences fill the GPU;
     # 16 sequences are cut into segments instead
     assert tiling.plan_scan(batch, 256, 16, 1 << 14, 1, torch.device("cuda")).fwd_block_d == expected
+
+
+@pytest.mark.parametrize("batch, seqlen", [(1024, 1 << 10), (1, 1 << 20)])
+def test_a_cut_sequence_pays_a_second_pass_of_decays(h100, batch, seqlen):
+    plan = tiling.plan_scan(batch, 256, 16, seqlen, 1, torch.device("cuda"))
+    forward, both = tiling.decays_per_update(plan, False), tiling.decays_per_update(plan, True)
+    if plan.fwd_segments == plan.bwd_segments == 1:
+        assert (forward, both) == (1, 3)
+    else:  # 256 segments at 1 x 1M: every segment but one runs a first pass in each direction
+        assert plan.fwd_segments > 1 and forward == 1 + (plan.fwd_segments - 1) / plan.fwd_segments
+        assert both == pytest.approx(forward + 3 - 1 / plan.bwd_segments) and 4.9 < both < 5
