@@ -17,7 +17,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.utilities import rank_zero_only
 
 from genossm.cli.options import dump_options, option
 from genossm.data.datamodules import SpeciesDataModule
@@ -29,7 +28,7 @@ from genossm.presets import model_config
 from genossm.training.memory import MemoryPlan
 from genossm.training.memory_estimate import StepShape, plan_for_run
 from genossm.training.optim import OptimConfig
-from genossm.training.run_dir import RunDir, default_output
+from genossm.training.run_dir import RunDir, is_first_process, run_folder
 from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer
 
 from .checkpoints import init_config, init_from
@@ -97,9 +96,9 @@ def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
 
     Under multi-GPU data parallelism every process runs this; only the first one (rank 0) writes.
     """
-    run = RunDir(opts.output or default_output("finetune"))
+    run = run_folder(opts.output, "finetune")
     opts.output = run.path
-    writer = rank_zero_only.rank == 0
+    writer = is_first_process()
     if not opts.resume:
         if writer:
             run.create()

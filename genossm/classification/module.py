@@ -17,7 +17,7 @@ from torch import Tensor
 from genossm.models import MambaConfig, MambaForSequenceClassification
 from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig
-from genossm.training.step_module import MicroBatchModule, peak_memory_gib, shard_for_rank
+from genossm.training.step_module import MicroBatchModule, gathered_sums, peak_memory_gib, shard_for_rank
 
 
 class ClassifierModule(MicroBatchModule):
@@ -90,18 +90,17 @@ class ClassifierModule(MicroBatchModule):
         return total / count
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        for i in range(batch["input_ids"].shape[0]):
-            loss, hits = self.summed_loss(batch["input_ids"][i], batch["labels"][i])
-            self._val_sums.append(torch.stack([loss, hits.to(loss.dtype), loss.new_tensor(batch["labels"][i].numel())]))
+        rank, world = self.global_rank, self.trainer.world_size
+        input_ids = shard_for_rank(batch["input_ids"], rank, world, even=False)
+        labels = shard_for_rank(batch["labels"], rank, world, even=False)
+        for i in range(input_ids.shape[0]):
+            loss, hits = self.summed_loss(input_ids[i], labels[i])
+            self._val_sums.append(torch.stack([loss, hits.to(loss.dtype), loss.new_tensor(labels[i].numel())]))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_sums:
+        if not self._val_sums and self.trainer.world_size == 1:
             return
-        totals = torch.stack(self._val_sums).sum(0)
-        self._val_sums.clear()
-        if self.trainer.world_size > 1:
-            totals = self.all_gather(totals).reshape(-1, 3).sum(0)
-        loss, correct, count = totals
+        loss, correct, count = gathered_sums(self, self._val_sums, 3)
         self.log_dict({"val/loss": loss / count, "val/acc": correct / count}, prog_bar=True, rank_zero_only=True)
 
     @classmethod

@@ -22,7 +22,7 @@ from .loss import summed_token_loss
 from .memory import MemoryPlan
 from .optim import OptimConfig
 from .segmented import segmented_lm_backward
-from .step_module import MicroBatchModule, peak_memory_gib, shard_for_rank
+from .step_module import MicroBatchModule, gathered_sums, peak_memory_gib, shard_for_rank
 
 
 class LMPretrainModule(MicroBatchModule):
@@ -86,18 +86,17 @@ class LMPretrainModule(MicroBatchModule):
         return mean
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        for i in range(batch["input_ids"].shape[0]):
-            loss, count = self.summed_loss(batch["input_ids"][i], batch["labels"][i])
+        rank, world = self.global_rank, self.trainer.world_size
+        input_ids = shard_for_rank(batch["input_ids"], rank, world, even=False)
+        labels = shard_for_rank(batch["labels"], rank, world, even=False)
+        for i in range(input_ids.shape[0]):
+            loss, count = self.summed_loss(input_ids[i], labels[i])
             self._val_sums.append(torch.stack([loss, count.to(loss.dtype)]))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_sums:
+        if not self._val_sums and self.trainer.world_size == 1:
             return
-        loss, count = torch.stack(self._val_sums).sum(0)
-        self._val_sums.clear()
-        if self.trainer.world_size > 1:
-            totals = self.all_gather(torch.stack([loss, count])).reshape(-1, 2).sum(0)
-            loss, count = totals[0], totals[1]
+        loss, count = gathered_sums(self, self._val_sums, 2)
         mean = loss / count.clamp(min=1)
         self.log_dict(
             {"val/loss": mean, "val/ppl": mean.exp(), "val/bits_per_base": mean / math.log(2)},

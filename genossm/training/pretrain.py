@@ -23,7 +23,7 @@ from .lm_module import LMPretrainModule
 from .memory import MemoryPlan
 from .memory_estimate import StepShape, plan_for_run
 from .optim import OptimConfig
-from .run_dir import RunDir, default_output
+from .run_dir import is_first_process, run_folder
 from .step_module import NonFiniteLossError
 from .trainer import HardwareOptions, activation_dtype, build_trainer
 
@@ -100,7 +100,7 @@ def data_config(opts: PretrainOptions) -> LMDataConfig:
 
 def pretrain(opts: PretrainOptions) -> Path:
     """Train, checkpointing as it goes; returns the run folder (with the final model in ``model/``)."""
-    run = RunDir(opts.output or default_output("pretrain"))
+    run = run_folder(opts.output, "pretrain")
     if opts.resume and opts.output is None:
         raise ValueError("--resume needs --output: the run folder to continue")
     config = model_config(opts.model)
@@ -113,9 +113,10 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.resume:
         checkpoint, step = run.resume_point()
         data.set_start_step(step)
-    else:
+    elif is_first_process():
         run.create()
-    run.save_options(dump_options(opts))
+    if is_first_process():
+        run.save_options(dump_options(opts))
 
     L.seed_everything(opts.seed, workers=True, verbose=False)
     optim = OptimConfig(

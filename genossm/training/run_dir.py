@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from lightning.pytorch.utilities import rank_zero_only
 
 from genossm.fileio import atomic_write_text
 
@@ -23,9 +24,27 @@ CONFIG_NAME = "config.yaml"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
+RUN_DIR_ENV = "GENOSSM_RUN_DIR"  # the run folder, handed to the processes a multi-device launch starts
+
+
 def default_output(kind: str) -> Path:
     """``runs/<kind>-<date>-<time>``: a new folder name for a run that was given none."""
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_first_process() -> bool:
+    """Whether this is the process the user started, not one that a multi-device launch (Lightning's DDP, torchrun)
+    started for another rank: only the first one creates and writes the run's files."""
+    return rank_zero_only.rank == 0
+
+
+def run_folder(output: Path | None, kind: str) -> RunDir:
+    """The run's folder: ``output``, else a new dated name. Lightning's DDP launcher starts the other ranks by running
+    the same command again, later, so they take the folder the first process chose from the environment."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    path = Path(inherited) if inherited and not is_first_process() else (output or default_output(kind))
+    os.environ[RUN_DIR_ENV] = str(path)
+    return RunDir(path)
 
 
 @dataclass

@@ -25,18 +25,32 @@ class NonFiniteLossError(FloatingPointError):
         self.step, self.micro_batch = step, micro_batch
 
 
-def shard_for_rank(x: Tensor, rank: int, world: int) -> Tensor:
-    """This rank's share of a (n_micro, micro_batch, ...) step: split micro-batches, else sequences."""
+def shard_for_rank(x: Tensor, rank: int, world: int, even: bool = True) -> Tensor:
+    """This rank's share of a (n_micro, micro_batch, ...) item: split micro-batches, else sequences. A training step
+    must split evenly (gradients are averaged over ranks); a validation item (``even=False``, sums gathered over
+    ranks) may leave a rank fewer micro-batches, or none."""
     if world == 1:
         return x
     if x.shape[0] % world == 0:
         return x[rank::world]
     if x.shape[1] % world == 0:
         return x[:, rank::world]
+    if not even:
+        return x[rank::world]
     raise ValueError(
         f"a step of {x.shape[0]} micro-batches of {x.shape[1]} sequences cannot be split over {world} devices; "
         "choose --tokens-per-step so that the sequences per step are a multiple of --devices"
     )
+
+
+def gathered_sums(module: L.LightningModule, sums: list[Tensor], width: int) -> Tensor:
+    """The validation sums of every rank added up, each a (width,) tensor; ``sums`` is emptied. A rank whose share
+    was empty still takes part in the gather (with zeros), or the others would wait for it."""
+    total = torch.stack(sums).sum(0) if sums else torch.zeros(width, device=module.device)
+    sums.clear()
+    if module.trainer.world_size > 1:
+        total = module.all_gather(total).reshape(-1, width).sum(0)
+    return total
 
 
 def peak_memory_gib(device: torch.device) -> float:

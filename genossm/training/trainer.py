@@ -27,13 +27,15 @@ class _NoAdverts(logging.Filter):
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# validation sums are gathered over ranks by the modules themselves (step_module.gathered_sums)
+warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level")
 
 
 @dataclass
 class HardwareOptions:
     """Where and how a run computes (shared by pretrain and finetune)."""
 
-    devices: int = option(1, "GPUs to use (data parallel); the CPU when there is none")
+    devices: int = option(1, "GPUs to use (data parallel); without a GPU, that many CPU processes")
     strategy: Literal["auto", "ddp", "fsdp"] = option("auto", "multi-GPU strategy: DDP, or FSDP for larger models")
     precision: Literal["auto", "32-true", "bf16-mixed"] = option(
         "auto", "numeric precision: auto = bfloat16 mixed precision on GPU, float32 on CPU"
@@ -61,7 +63,7 @@ def build_trainer(
 ) -> L.Trainer:
     """A Trainer writing checkpoints under ``run.checkpoints`` (last.ckpt always the newest) and metrics.csv."""
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    devices = hardware.devices if accelerator == "gpu" else 1
+    devices = hardware.devices
     strategy = hardware.strategy if devices > 1 else "auto"
     loggers: list = [AppendingCSVLogger(run.path)]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -93,4 +95,5 @@ def build_trainer(
         callbacks=[checkpoints, TQDMProgressBar(refresh_rate=1)],
         enable_model_summary=False,
         default_root_dir=run.path,
+        use_distributed_sampler=False,  # an item is a whole optimizer step: every rank reads it and takes its share
     )

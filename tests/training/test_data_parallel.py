@@ -1,0 +1,47 @@
+"""`--devices 2` takes the same steps as one device: two CPU processes (Lightning's DDP over gloo) against one.
+
+Lightning starts the second rank by running the same command again, so this also checks that both processes agree
+on the run folder when none is given, and that only the first one writes it.
+"""
+
+import csv
+import shutil
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+import genossm
+
+pytestmark = pytest.mark.slow
+
+TINY_MODEL = {"d_model": 16, "n_layer": 2, "vocab_size": 12, "ssm_cfg": {"layer": "Mamba1", "d_state": 4}}
+
+
+def pretrain(cwd, devices, *extra):
+    model = cwd / "tiny.yaml"
+    model.write_text(yaml.safe_dump(TINY_MODEL))
+    args = ["pretrain", "--model", str(model), "--seqlen", "128", "--tokens-per-step", "512", "--max-steps", "4"]
+    args += ["--val-every", "2", "--valid-items", "1", "--num-workers", "0", "--no-seqlen-warmup"]
+    done = subprocess.run(
+        [shutil.which("genossm"), *args, "--devices", str(devices), *extra],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def val_losses(run):
+    with open(run / "metrics.csv") as f:
+        return [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
+
+
+def test_two_processes_reach_the_weights_of_one(tmp_path):
+    pretrain(tmp_path, 1, "--output", "one")
+    pretrain(tmp_path, 2)  # no --output: a dated folder under runs/, chosen once for both ranks
+    (two,) = (tmp_path / "runs").iterdir()
+    assert {p.name for p in two.iterdir()} >= {"config.yaml", "metrics.csv", "checkpoints", "model", "summary.json"}
+    one_weights, two_weights = (genossm.from_pretrained(run / "model").state_dict() for run in (tmp_path / "one", two))
+    for name, weight in one_weights.items():
+        torch.testing.assert_close(two_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    assert len(val_losses(two)) == 2 and val_losses(two) == pytest.approx(val_losses(tmp_path / "one"), rel=1e-5)
