@@ -9,7 +9,8 @@
 # memory-targets (issue 9's target points), data (loader), classify (genossm classify throughput);
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series, STEPS optimizer steps per
 # run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control),
-# scale-7m and study-7m (the 7M model at 2^20), study-seeds (the 2^20 study with SEEDS, default "1 2").
+# scale-7m and study-7m (the 7M model at 2^20), study-seeds (the study again with SEEDS, default "1 2", at
+# SEED_LENGTHS, default 2^20).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -109,10 +110,10 @@ for what in "$@"; do
     study-7m)  # the great-ape task at 2^20 with the 7M model (from scale-7m's backbone), its own folder and document
       step study-7m genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" --lengths 2^20 \
         --pretrained runs/scale-length-7m --work runs/study-7m --results runs/study-7m ;;
-    study-seeds)  # the study at 2^20 again with other seeds (SEEDS), from the same backbone: the spread of one run
+    study-seeds)  # the study again with other seeds (SEEDS) at SEED_LENGTHS, from the same backbones: the spread
       for seed in ${SEEDS:-1 2}; do
         step "study-seed$seed" genossm study --config great-apes --maf "$MAF" --max-steps "$STUDY_STEPS" \
-          --lengths 2^20 --seed "$seed" --pretrained runs/scale-length --work "runs/study-seed$seed" \
+          --lengths "${SEED_LENGTHS:-2^20}" --seed "$seed" --pretrained runs/scale-length --work "runs/study-seed$seed" \
           --results "runs/study-seed$seed"
       done ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
