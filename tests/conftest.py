@@ -10,6 +10,7 @@ if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidi
 
 import pytest
 import torch
+import yaml
 
 # Where the Triton tests put their tensors: the GPU when there is one, else the CPU (through the interpreter above).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -57,3 +58,14 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("GENOSSM_CACHE", str(folder))
     return folder
+
+
+TINY_MODEL = {"d_model": 16, "n_layer": 2, "vocab_size": 12, "ssm_cfg": {"layer": "Mamba1", "d_state": 4}}
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> str:
+    """A two-block Mamba-1 of width 16, as a model config file in tmp_path (for end-to-end training runs)."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_MODEL))
+    return str(path)

@@ -93,6 +93,11 @@ def floor_bytes(dim: int, batch: int, seqlen: int, dstate: int, esize: int, mode
     return batch * seqlen * per_token
 
 
+def tiling_overrides(opts: SelectiveScanBenchOptions) -> dict[str, int | bool | None]:
+    """The Triton tiling choices the options force (None: the heuristic's), as plan_scan's keywords."""
+    return {name: getattr(opts, name) for name in ("tile", "segments", "prefetch", "maxnreg", "fwd_block_d")}
+
+
 def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> dict[str, object]:
     """name -> (callable with selective_scan_fn's arguments, input layout)."""
     impls: dict[str, object] = {}
@@ -100,15 +105,7 @@ def implementations(opts: SelectiveScanBenchOptions, device: torch.device) -> di
         from genossm.kernels.selective_scan.fused import selective_scan_fused
 
         def ours(**kw):
-            return selective_scan_fused(
-                **kw,
-                delta_softplus=True,
-                tile=opts.tile,
-                segments=opts.segments,
-                prefetch=opts.prefetch,
-                maxnreg=opts.maxnreg,
-                fwd_block_d=opts.fwd_block_d,
-            )
+            return selective_scan_fused(**kw, delta_softplus=True, **tiling_overrides(opts))
 
         impls["genossm triton"] = (ours, "bdl")
         impls["genossm triton (b,l,d)"] = (ours, "bld")
@@ -131,8 +128,7 @@ def plan_decays(
         return 0.0
     from genossm.kernels.selective_scan.tiling import decays_per_update, plan_scan  # Triton: Linux only
 
-    forced = dict(tile=opts.tile, segments=opts.segments, fwd_block_d=opts.fwd_block_d)
-    tiling = plan_scan(batch, dim, opts.dstate, seqlen, 1, device, **forced)
+    tiling = plan_scan(batch, dim, opts.dstate, seqlen, 1, device, **tiling_overrides(opts))
     return decays_per_update(tiling, backward=mode == "fwd+bwd")
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from genossm.models import MambaConfig, MambaForSequenceClassification
 from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig
-from genossm.training.step_module import MicroBatchModule, gathered_sums, peak_memory_gib, shard_for_rank
+from genossm.training.step_module import MicroBatchModule, gathered_sums, peak_memory_gib
 
 
 class ClassifierModule(MicroBatchModule):
@@ -62,9 +62,8 @@ class ClassifierModule(MicroBatchModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         start = time.perf_counter()
-        rank, world = self.global_rank, self.trainer.world_size
-        input_ids = shard_for_rank(batch["input_ids"], rank, world)
-        labels = shard_for_rank(batch["labels"], rank, world)
+        world = self.trainer.world_size
+        input_ids, labels = self.rank_share(batch)
         count = labels.numel()
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
@@ -90,17 +89,16 @@ class ClassifierModule(MicroBatchModule):
         return total / count
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        rank, world = self.global_rank, self.trainer.world_size
-        input_ids = shard_for_rank(batch["input_ids"], rank, world, even=False)
-        labels = shard_for_rank(batch["labels"], rank, world, even=False)
+        input_ids, labels = self.rank_share(batch, even=False)
         for i in range(input_ids.shape[0]):
             loss, hits = self.summed_loss(input_ids[i], labels[i])
             self._val_sums.append(torch.stack([loss, hits.to(loss.dtype), loss.new_tensor(labels[i].numel())]))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_sums and self.trainer.world_size == 1:
+        totals = gathered_sums(self, self._val_sums, 3)
+        if totals is None:
             return
-        loss, correct, count = gathered_sums(self, self._val_sums, 3)
+        loss, correct, count = totals
         self.log_dict({"val/loss": loss / count, "val/acc": correct / count}, prog_bar=True, rank_zero_only=True)
 
     @classmethod

@@ -22,7 +22,7 @@ from .loss import summed_token_loss
 from .memory import MemoryPlan
 from .optim import OptimConfig
 from .segmented import segmented_lm_backward
-from .step_module import MicroBatchModule, gathered_sums, peak_memory_gib, shard_for_rank
+from .step_module import MicroBatchModule, gathered_sums, peak_memory_gib
 
 
 class LMPretrainModule(MicroBatchModule):
@@ -47,9 +47,8 @@ class LMPretrainModule(MicroBatchModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         start = time.perf_counter()
-        rank, world = self.global_rank, self.trainer.world_size
-        input_ids = shard_for_rank(batch["input_ids"], rank, world)
-        labels = shard_for_rank(batch["labels"], rank, world)
+        world = self.trainer.world_size
+        input_ids, labels = self.rank_share(batch)
         count = (labels != IGNORE_INDEX).sum().clamp(min=1)
         total = torch.zeros((), device=self.device)
         segmented = self.memory.mode == "segmented" and input_ids.shape[-1] > self.memory.segment_len
@@ -86,17 +85,16 @@ class LMPretrainModule(MicroBatchModule):
         return mean
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        rank, world = self.global_rank, self.trainer.world_size
-        input_ids = shard_for_rank(batch["input_ids"], rank, world, even=False)
-        labels = shard_for_rank(batch["labels"], rank, world, even=False)
+        input_ids, labels = self.rank_share(batch, even=False)
         for i in range(input_ids.shape[0]):
             loss, count = self.summed_loss(input_ids[i], labels[i])
             self._val_sums.append(torch.stack([loss, count.to(loss.dtype)]))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_sums and self.trainer.world_size == 1:
+        totals = gathered_sums(self, self._val_sums, 2)
+        if totals is None:
             return
-        loss, count = gathered_sums(self, self._val_sums, 2)
+        loss, count = totals
         mean = loss / count.clamp(min=1)
         self.log_dict(
             {"val/loss": mean, "val/ppl": mean.exp(), "val/bits_per_base": mean / math.log(2)},

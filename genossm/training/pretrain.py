@@ -113,9 +113,9 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.resume:
         checkpoint, step = run.resume_point()
         data.set_start_step(step)
-    elif is_first_process():
-        run.create()
-    if is_first_process():
+    if is_first_process():  # the other ranks of a multi-device run write nothing
+        if not opts.resume:
+            run.create()
         run.save_options(dump_options(opts))
 
     L.seed_everything(opts.seed, workers=True, verbose=False)

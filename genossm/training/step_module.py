@@ -43,12 +43,16 @@ def shard_for_rank(x: Tensor, rank: int, world: int, even: bool = True) -> Tenso
     )
 
 
-def gathered_sums(module: L.LightningModule, sums: list[Tensor], width: int) -> Tensor:
-    """The validation sums of every rank added up, each a (width,) tensor; ``sums`` is emptied. A rank whose share
-    was empty still takes part in the gather (with zeros), or the others would wait for it."""
+def gathered_sums(module: L.LightningModule, sums: list[Tensor], width: int) -> Tensor | None:
+    """The validation sums of every rank added up, each a (width,) tensor, or None when a single process summed
+    nothing; ``sums`` is emptied. A rank whose share was empty still takes part in the gather (with zeros), or the
+    others would wait for it."""
+    world = module.trainer.world_size
+    if not sums and world == 1:
+        return None
     total = torch.stack(sums).sum(0) if sums else torch.zeros(width, device=module.device)
     sums.clear()
-    if module.trainer.world_size > 1:
+    if world > 1:
         total = module.all_gather(total).reshape(-1, width).sum(0)
     return total
 
@@ -74,6 +78,11 @@ class MicroBatchModule(L.LightningModule):
         """Skip the gradient all-reduce on all but the last micro-batch of a step (DDP)."""
         wrapped = self.trainer.strategy.model
         return contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+
+    def rank_share(self, batch: dict[str, Tensor], even: bool = True) -> tuple[Tensor, Tensor]:
+        """This rank's (input_ids, labels) of an item (:func:`shard_for_rank`; ``even=False`` for validation)."""
+        rank, world = self.global_rank, self.trainer.world_size
+        return tuple(shard_for_rank(batch[key], rank, world, even) for key in ("input_ids", "labels"))
 
     def check_finite(self, loss: Tensor, micro_batch: int) -> None:
         """Raise :class:`NonFiniteLossError` naming this step and micro-batch when ``loss`` is NaN or infinite."""

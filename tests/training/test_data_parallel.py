@@ -10,19 +10,14 @@ import subprocess
 
 import pytest
 import torch
-import yaml
 
 import genossm
 
 pytestmark = pytest.mark.slow
 
-TINY_MODEL = {"d_model": 16, "n_layer": 2, "vocab_size": 12, "ssm_cfg": {"layer": "Mamba1", "d_state": 4}}
 
-
-def pretrain(cwd, devices, *extra):
-    model = cwd / "tiny.yaml"
-    model.write_text(yaml.safe_dump(TINY_MODEL))
-    args = ["pretrain", "--model", str(model), "--seqlen", "128", "--tokens-per-step", "512", "--max-steps", "4"]
+def pretrain(cwd, model, devices, *extra):
+    args = ["pretrain", "--model", model, "--seqlen", "128", "--tokens-per-step", "512", "--max-steps", "4"]
     args += ["--val-every", "2", "--valid-items", "1", "--num-workers", "0", "--no-seqlen-warmup"]
     done = subprocess.run(
         [shutil.which("genossm"), *args, "--devices", str(devices), *extra],
@@ -36,9 +31,9 @@ def val_losses(run):
         return [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
 
 
-def test_two_processes_reach_the_weights_of_one(tmp_path):
-    pretrain(tmp_path, 1, "--output", "one")
-    pretrain(tmp_path, 2)  # no --output: a dated folder under runs/, chosen once for both ranks
+def test_two_processes_reach_the_weights_of_one(tmp_path, tiny_model):
+    pretrain(tmp_path, tiny_model, 1, "--output", "one")
+    pretrain(tmp_path, tiny_model, 2)  # no --output: a dated folder under runs/, chosen once for both ranks
     (two,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in two.iterdir()} >= {"config.yaml", "metrics.csv", "checkpoints", "model", "summary.json"}
     one_weights, two_weights = (genossm.from_pretrained(run / "model").state_dict() for run in (tmp_path / "one", two))

@@ -4,20 +4,10 @@ import json
 
 import pytest
 import torch
-import yaml
 
 import genossm
 from genossm.cli.main import main
 from genossm.training.lm_module import LMPretrainModule
-
-TINY_MODEL = {"d_model": 16, "n_layer": 2, "vocab_size": 12, "ssm_cfg": {"layer": "Mamba1", "d_state": 4}}
-
-
-@pytest.fixture
-def tiny_model(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_MODEL))
-    return str(path)
 
 
 def pretrain(tiny_model, output, steps, *extra):
