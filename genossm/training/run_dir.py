@@ -38,11 +38,34 @@ def is_first_process() -> bool:
     return rank_zero_only.rank == 0
 
 
+def launch_name(kind: str) -> str | None:
+    """A folder name that every process of a launcher starting all ranks at once can compute alike (torchrun's run id,
+    SLURM's job and step), or None for a single process or Lightning's own launcher (which starts ranks later)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
+        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        if run_id == "none":  # torchrun's default without --standalone or --rdzv-id: shared by unrelated runs
+            raise ValueError(
+                "torchrun started this run without a run id, so its processes cannot agree on a new output folder; "
+                "pass --output DIR (or torchrun --standalone / --rdzv-id)"
+            )
+        return f"{kind}-torchrun-{run_id}"
+    if int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:  # srun's tasks
+        return f"{kind}-slurm-{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_STEP_ID', '0')}"
+    return None
+
+
 def run_folder(output: Path | None, kind: str) -> RunDir:
-    """The run's folder: ``output``, else a new dated name. Lightning's DDP launcher starts the other ranks by running
-    the same command again, later, so they take the folder the first process chose from the environment."""
+    """The run's folder: ``output``, else a new name. Lightning's DDP launcher starts the other ranks by running the
+    same command again, later, so they take the folder the first process chose from the environment; launchers that
+    start every rank at once (torchrun, srun) get a name from their job id."""
     inherited = os.environ.get(RUN_DIR_ENV)
-    path = Path(inherited) if inherited and not is_first_process() else (output or default_output(kind))
+    if inherited and not is_first_process():
+        path = Path(inherited)
+    elif output is not None:
+        path = output
+    else:
+        name = launch_name(kind)
+        path = Path("runs") / name if name else default_output(kind)
     os.environ[RUN_DIR_ENV] = str(path)
     return RunDir(path)
 
