@@ -35,6 +35,16 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5, 
     return statistics.median(times)
 
 
+def first_call_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of a first call of ``fn()``, synchronised: with kernels not yet compiled (or loaded from Triton's
+    on-disk cache), what a user waits before the first step."""
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def format_table(rows: list[dict[str, object]]) -> str:
     """A plain text table with one column per key of the first row."""
     if not rows:

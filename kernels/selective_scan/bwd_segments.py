@@ -17,7 +17,7 @@ from torch import Tensor
 from ..common.math import fast_math, output_grad
 from ..common.recurrence import adjoint_scan, row
 from ..common.state_passing import pass_states
-from .fused_fwd import load_step_sizes
+from .fused_fwd import channel_block, channel_tile, folded_program, load_step_sizes, state_tile
 from .tiling import ScanTiling, launch_options
 
 
@@ -59,22 +59,17 @@ def _scan_bwd_local_kernel(
     FAST: tl.constexpr,
 ):
     """First pass of a segmented backward: run segment pid_s + 1 backwards from a zero adjoint."""
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1) + 1
-    b64 = pid_b.to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    pid_d, b64 = folded_program(dim, BLOCK_D)
+    pid_s = tl.program_id(1) + 1
     offs_n = tl.arange(0, BLOCK_N)
     offs_t = tl.arange(0, TILE)
-    mask_d = offs_d < dim
     mask_n = offs_n < dstate
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
+    offs_d, mask_d, mask_nd, A2, group = channel_block(A2_ptr, pid_d, offs_n, mask_n, dim, dstate, group_dim, BLOCK_D)
     bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
-    group = (pid_d * BLOCK_D) // group_dim
-    dt_tile = delta_ptr + b64 * s_dt_b + (offs_t[:, None] * s_dt_l + offs_d[None, :] * s_dt_d)
-    z_tile = z_ptr + b64 * s_z_b + (offs_t[:, None] * s_z_l + offs_d[None, :] * s_z_d)
-    g_tile = dout_ptr + b64 * s_g_b + (offs_t[:, None] * s_g_l + offs_d[None, :] * s_g_d)
-    C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
+    dt_tile = channel_tile(delta_ptr, b64, s_dt_b, s_dt_l, s_dt_d, offs_t, offs_d)
+    z_tile = channel_tile(z_ptr, b64, s_z_b, s_z_l, s_z_d, offs_t, offs_d)
+    g_tile = channel_tile(dout_ptr, b64, s_g_b, s_g_l, s_g_d, offs_t, offs_d)
+    C_tile = state_tile(C_ptr, b64, group, s_C_b, s_C_g, s_C_l, s_C_n, offs_t, offs_n)
 
     w = tl.sum(tl.zeros((TILE, BLOCK_N, BLOCK_D), tl.float32), axis=0)
     dtsum = tl.zeros((TILE, BLOCK_D), tl.float32)

@@ -44,7 +44,7 @@ from ..common.recurrence import (
 )
 from ..common.tensors import like_layout
 from .bwd_segments import segment_carries
-from .fused_fwd import as_groups, load_fwd_tile, step_sizes
+from .fused_fwd import as_groups, channel_block, channel_tile, load_fwd_tile, state_tile, step_sizes
 from .tiling import ScanTiling, launch_options, segment_length
 
 PROGRAMS_PER_SM = 16
@@ -174,25 +174,22 @@ def _scan_bwd_kernel(
         pid_b = (item // n_dblocks) % batch
         pid_s = item // (n_dblocks * batch)
         b64 = pid_b.to(tl.int64)
-        offs_d = pid_d * BLOCK_D + offs_c
-        mask_d = offs_d < dim
-        mask_nd = mask_n[:, None] & mask_d[None, :]
+        offs_d, mask_d, mask_nd, A2, group = channel_block(
+            A2_ptr, pid_d, offs_n, mask_n, dim, dstate, group_dim, BLOCK_D
+        )
         state_offs = offs_n[:, None] * dim + offs_d[None, :]
-        A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
         Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32) if HAS_D else None
-        group = (pid_d * BLOCK_D) // group_dim
-        tile_td = offs_t[:, None], offs_d[None, :]
-        u_tile = u_ptr + b64 * s_u_b + (tile_td[0] * s_u_l + tile_td[1] * s_u_d)
-        dt_tile = delta_ptr + b64 * s_dt_b + (tile_td[0] * s_dt_l + tile_td[1] * s_dt_d)
-        z_tile = z_ptr + b64 * s_z_b + (tile_td[0] * s_z_l + tile_td[1] * s_z_d)
-        g_tile = dout_ptr + b64 * s_g_b + (tile_td[0] * s_g_l + tile_td[1] * s_g_d)
-        du_tile = du_ptr + b64 * s_du_b + (tile_td[0] * s_du_l + tile_td[1] * s_du_d)
-        ddt_tile = ddelta_ptr + b64 * s_ddt_b + (tile_td[0] * s_ddt_l + tile_td[1] * s_ddt_d)
-        dz_tile = dz_ptr + b64 * s_dz_b + (tile_td[0] * s_dz_l + tile_td[1] * s_dz_d)
-        y_tile = y_ptr + b64 * s_y_b + (tile_td[0] * s_y_l + tile_td[1] * s_y_d)
-        B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
-        C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
+        u_tile = channel_tile(u_ptr, b64, s_u_b, s_u_l, s_u_d, offs_t, offs_d)
+        dt_tile = channel_tile(delta_ptr, b64, s_dt_b, s_dt_l, s_dt_d, offs_t, offs_d)
+        z_tile = channel_tile(z_ptr, b64, s_z_b, s_z_l, s_z_d, offs_t, offs_d)
+        g_tile = channel_tile(dout_ptr, b64, s_g_b, s_g_l, s_g_d, offs_t, offs_d)
+        du_tile = channel_tile(du_ptr, b64, s_du_b, s_du_l, s_du_d, offs_t, offs_d)
+        ddt_tile = channel_tile(ddelta_ptr, b64, s_ddt_b, s_ddt_l, s_ddt_d, offs_t, offs_d)
+        dz_tile = channel_tile(dz_ptr, b64, s_dz_b, s_dz_l, s_dz_d, offs_t, offs_d)
+        y_tile = channel_tile(y_ptr, b64, s_y_b, s_y_l, s_y_d, offs_t, offs_d)
+        B_tile = state_tile(B_ptr, b64, group, s_B_b, s_B_g, s_B_l, s_B_n, offs_t, offs_n)
+        C_tile = state_tile(C_ptr, b64, group, s_C_b, s_C_g, s_C_l, s_C_n, offs_t, offs_n)
         dBC_rows = (b64 * n_groups + group) * seqlen * dstate + (sums_rows * dstate + sums_states)
 
         # The adjoint entering this segment from the right: d last_state, or the passed carry.

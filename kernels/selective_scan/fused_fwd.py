@@ -72,6 +72,41 @@ def load_fwd_tile(
     return raw_dt, u, Bt, Ct, z
 
 
+@triton.jit
+def folded_program(dim, BLOCK_D: tl.constexpr):
+    """(channel block, sequence as int64) of a program whose first grid axis folds the batch into the channel
+    blocks."""
+    n_dblocks = tl.cdiv(dim, BLOCK_D)
+    pid_d, pid_b = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks
+    return pid_d, pid_b.to(tl.int64)
+
+
+@triton.jit
+def channel_block(A2_ptr, pid_d, offs_n, mask_n, dim, dstate, group_dim, BLOCK_D: tl.constexpr):
+    """Channel block ``pid_d``: (offs_d, mask_d, the (N, D) mask, A2 (N, D), the group of B and C it reads;
+    BLOCK_D divides group_dim: one group per block)."""
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < dim
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
+    group = (pid_d * BLOCK_D) // group_dim
+    return offs_d, mask_d, mask_nd, A2, group
+
+
+@triton.jit
+def channel_tile(ptr, b64, s_b, s_l, s_d, offs_t, offs_d):
+    """(TILE, BLOCK_D) pointers to positions [0, TILE) of a (batch, dim, seqlen) tensor: a 64-bit base per
+    sequence, 32-bit offsets inside the tile."""
+    return ptr + b64 * s_b + (offs_t[:, None] * s_l + offs_d[None, :] * s_d)
+
+
+@triton.jit
+def state_tile(ptr, b64, group, s_b, s_g, s_l, s_n, offs_t, offs_n):
+    """(TILE, BLOCK_N) pointers to positions [0, TILE) of one group of a (batch, groups, dstate, seqlen) B or C:
+    a 64-bit base, 32-bit offsets inside the tile."""
+    return ptr + b64 * s_b + group * s_g + (offs_t[:, None] * s_l + offs_n[None, :] * s_n)
+
+
 @triton.jit(do_not_specialize=["seqlen", "seg_len", "n_segments", "n_chunks"])
 def _scan_fwd_kernel(
     u_ptr,
@@ -134,26 +169,22 @@ def _scan_fwd_kernel(
     PREFETCH: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid_d, pid_b, pid_s = tl.program_id(0) % n_dblocks, tl.program_id(0) // n_dblocks, tl.program_id(1)
-    b64 = pid_b.to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    pid_d, b64 = folded_program(dim, BLOCK_D)
+    pid_s = tl.program_id(1)
     offs_n = tl.arange(0, BLOCK_N)
     offs_t = tl.arange(0, TILE)
-    mask_d = offs_d < dim
-    mask_nd = (offs_n[:, None] < dstate) & mask_d[None, :]
-    A2 = tl.load(A2_ptr + offs_d[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)  # (N, D)
+    offs_d, mask_d, mask_nd, A2, group = channel_block(
+        A2_ptr, pid_d, offs_n, offs_n < dstate, dim, dstate, group_dim, BLOCK_D
+    )
     bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
     Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32) if HAS_D else None
-    group = (pid_d * BLOCK_D) // group_dim  # BLOCK_D divides group_dim: one group per block
 
-    # Per-tile pointers: a 64-bit base per tensor, 32-bit offsets inside a tile.
-    u_tile = u_ptr + b64 * s_u_b + (offs_t[:, None] * s_u_l + offs_d[None, :] * s_u_d)
-    dt_tile = delta_ptr + b64 * s_dt_b + (offs_t[:, None] * s_dt_l + offs_d[None, :] * s_dt_d)
-    z_tile = z_ptr + b64 * s_z_b + (offs_t[:, None] * s_z_l + offs_d[None, :] * s_z_d)
-    o_tile = out_ptr + b64 * s_o_b + (offs_t[:, None] * s_o_l + offs_d[None, :] * s_o_d)
-    B_tile = B_ptr + b64 * s_B_b + group * s_B_g + (offs_t[:, None] * s_B_l + offs_n[None, :] * s_B_n)
-    C_tile = C_ptr + b64 * s_C_b + group * s_C_g + (offs_t[:, None] * s_C_l + offs_n[None, :] * s_C_n)
+    u_tile = channel_tile(u_ptr, b64, s_u_b, s_u_l, s_u_d, offs_t, offs_d)
+    dt_tile = channel_tile(delta_ptr, b64, s_dt_b, s_dt_l, s_dt_d, offs_t, offs_d)
+    z_tile = channel_tile(z_ptr, b64, s_z_b, s_z_l, s_z_d, offs_t, offs_d)
+    o_tile = channel_tile(out_ptr, b64, s_o_b, s_o_l, s_o_d, offs_t, offs_d)
+    B_tile = state_tile(B_ptr, b64, group, s_B_b, s_B_g, s_B_l, s_B_n, offs_t, offs_n)
+    C_tile = state_tile(C_ptr, b64, group, s_C_b, s_C_g, s_C_l, s_C_n, offs_t, offs_n)
     state_offs = offs_n[:, None] * dim + offs_d[None, :]
 
     if HAS_START:
