@@ -2,6 +2,8 @@
 
 import json
 
+import matplotlib
+
 from genossm.bench.report import plot_lines, write_json
 from genossm.bench.timing import format_table
 
@@ -14,7 +16,10 @@ def test_report_json_and_plot(tmp_path):
     ]
     write_json(rows, tmp_path / "r.json", device="cpu")
     assert json.loads((tmp_path / "r.json").read_text()) == {"meta": {"device": "cpu"}, "rows": rows}
-    plot_lines(rows, "L", "ms", "impl", tmp_path / "r.png", title="t")
+    matplotlib.use("svg")  # a user's backend (a notebook's inline one, say) is left as it was
+    fig = plot_lines(rows, "L", "ms", "impl", tmp_path / "r.png", title="t")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert matplotlib.get_backend() == "svg"
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["ours", "ref"]
     table = format_table(rows)
     assert table.splitlines()[0].split() == ["L", "impl", "ms"] and "2.5" in table

@@ -6,6 +6,12 @@ import json
 import textwrap
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from genossm.plots import new_figure, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def write_json(rows: list[dict[str, object]], path: str | Path, **meta: object) -> None:
@@ -25,18 +31,14 @@ def plot_lines(
     logy: bool = False,
     ylabel: str | None = None,
     xlabel: str | None = None,
-) -> None:
+) -> Figure:
     """One line per value of ``series``: ``y`` against ``x``, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups: dict[object, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
         if row.get(y) is not None:
             groups[row[series]].append((float(row[x]), float(row[y])))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = new_figure(6.4, 4.2)
+    ax = fig.subplots()
     for name, points in groups.items():
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=str(name))
@@ -49,7 +51,5 @@ def plot_lines(
     ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
+    return fig

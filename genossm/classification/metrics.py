@@ -6,12 +6,15 @@ import math
 import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from genossm.fileio import atomic_open
+from genossm.plots import new_figure, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Z_95 = 1.959963984540054
 
@@ -73,17 +76,14 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> Evalu
     )
 
 
-def plot_confusion(evaluation: Evaluation, path: str | Path, title: str = "") -> None:
-    """The confusion matrix as a PNG: counts in each cell, shaded by the fraction of the true class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_confusion(evaluation: Evaluation, path: str | Path | None = None, title: str = "") -> Figure:
+    """The confusion matrix (counts in each cell, shaded by the fraction of the true class), saved as a PNG when a
+    path is given."""
     counts = np.asarray(evaluation.confusion)
     fractions = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     size = 1.2 + 0.7 * len(evaluation.labels)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig = new_figure(size + 1.2, size)
+    ax = fig.subplots()
     image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     for i, j in np.ndindex(counts.shape):
         ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if fractions[i, j] > 0.5 else "black")
@@ -95,7 +95,6 @@ def plot_confusion(evaluation: Evaluation, path: str | Path, title: str = "") ->
     title = title or f"accuracy {evaluation.accuracy:.3f} on {evaluation.windows} windows"
     ax.set_title(textwrap.fill(title, width=round(12 * size)), fontsize=10)  # a long title wraps, never cut off
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    if path is not None:
+        save_png(fig, path)
+    return fig

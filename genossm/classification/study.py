@@ -16,13 +16,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genossm.cli.options import option
-from genossm.fileio import atomic_open, atomic_write_text
+from genossm.fileio import atomic_write_text
+from genossm.plots import new_figure, save_png
 from genossm.training.scaling import run_name
 
 from .finetune import ClassifierTrainingOptions, FinetuneOptions, finetune, read_summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BEGIN, END = "<!-- genossm study: begin -->", "<!-- genossm study: end -->"
 DOCUMENT = "classification.md"
@@ -184,15 +188,12 @@ def _modes_cell(row: dict[str, Any]) -> str:
     return f"{row['windowed']:.3f} / {row['stateful']:.3f} ({row['tiled_windows']})"
 
 
-def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Held-out accuracy against length, model and k-mer baseline with 95% intervals, and chance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_accuracy(rows: list[dict[str, Any]], path: Path | None, title: str) -> Figure:
+    """Held-out accuracy against length, model and k-mer baseline with 95% intervals, and chance (saved as a PNG when
+    a path is given)."""
     lengths = [r["seqlen"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = new_figure(6.4, 4.2)
+    ax = fig.subplots()
     for key, low, high, name in (
         ("accuracy", "accuracy_low", "accuracy_high", "Mamba classifier"),
         ("kmer_accuracy", "kmer_low", "kmer_high", f"{rows[0]['kmer_k']}-mer + logistic regression"),
@@ -211,10 +212,9 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    if path is not None:
+        save_png(fig, path)
+    return fig
 
 
 def write_results(opts: StudyOptions, rows: list[dict[str, Any]]) -> Path:

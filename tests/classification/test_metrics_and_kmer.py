@@ -18,8 +18,9 @@ def test_metrics_on_known_predictions(tmp_path):
     # per-class F1: a 3/4 (p 3/4, r 3/4), b 8/9 (p 4/5, r 1), c 2/3 (p 1, r 1/2)
     assert result.macro_f1 == pytest.approx((0.75 + 8 / 9 + 2 / 3) / 3)
     assert (result.accuracy_low, result.accuracy_high) == pytest.approx(wilson_interval(8, 10))
-    plot_confusion(result, tmp_path / "confusion.png")
+    fig = plot_confusion(result, tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["3", "1", "0", "0", "4", "0", "1", "0", "1"]
 
 
 def test_wilson_interval():
