@@ -11,6 +11,10 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+# Launch option of every kernel: a * b + c contracts to one fused multiply-add (one rounding, one instruction; the
+# scans are chains of them). Triton 3.9 warns that its default turns this off in 3.10; the kernels ask for it.
+FMA_CONTRACTION = {"enable_fp_fusion": True}
+
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
 

@@ -22,6 +22,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .math import FMA_CONTRACTION
+
 
 @triton.jit
 def _affine_combine(a_first, s_first, a_then, s_then):
@@ -150,7 +152,7 @@ def state_passing_fwd(
         chunk_states, cs, initial, starts, final,
         nchunks, nheads, state_size, cs.shape[-1],
         HAS_INITIAL=initial_states is not None, BLOCK_PN=block_pn, BLOCK_C=block_chunks,
-        num_warps=_num_warps(block_pn),
+        num_warps=_num_warps(block_pn), **FMA_CONTRACTION,
     )  # fmt: skip
     return starts, final
 
@@ -180,5 +182,6 @@ def state_passing_bwd(
         dstarts, cs, starts, dfinal_arg, dchunk_states, dinitial, ddecay,
         nchunks, nheads, state_size, cs.shape[-1],
         HAS_DFINAL=dfinal is not None, BLOCK_PN=block_pn, BLOCK_C=block_chunks, num_warps=_num_warps(block_pn),
+        **FMA_CONTRACTION,
     )  # fmt: skip
     return dchunk_states, dinitial, ddecay.sum(-1)

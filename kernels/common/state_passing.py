@@ -16,6 +16,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .math import FMA_CONTRACTION
+
 
 @triton.jit(do_not_specialize=["n_segments"])
 def _state_passing_kernel(
@@ -94,5 +96,6 @@ def pass_states(local: Tensor, dtsum: Tensor, A2: Tensor, seed: Tensor | None, r
         BLOCK_N=block_n,
         BLOCK_D=block_d,
         num_warps=4,
+        **FMA_CONTRACTION,
     )
     return start

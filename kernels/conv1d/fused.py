@@ -19,7 +19,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.hardware import sm_count
-from ..common.math import sigmoid_fast
+from ..common.math import FMA_CONTRACTION, sigmoid_fast
 from ..common.tensors import like_layout
 
 # (positions, channels) of a tile, from H100 sweeps at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
@@ -298,7 +298,7 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Ten
             x, weight, bias if bias is not None else weight, init, out, x.shape[2], x.shape[1], first_tile, n_tiles,
             *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=weight.shape[1], BLOCK_L=FWD_BLOCK_L, BLOCK_D=FWD_BLOCK_D, num_warps=4,
+            WIDTH=weight.shape[1], BLOCK_L=FWD_BLOCK_L, BLOCK_D=FWD_BLOCK_D, num_warps=4, **FMA_CONTRACTION,
         )  # fmt: skip
     return out
 
@@ -333,7 +333,7 @@ def conv_bwd(
             *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
             *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=width, BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D, num_warps=4,
+            WIDTH=width, BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D, num_warps=4, **FMA_CONTRACTION,
         )  # fmt: skip
     return dx, dw, dbias, dinit
 

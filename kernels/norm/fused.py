@@ -17,6 +17,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.math import FMA_CONTRACTION
+
 FWD_TILE, BWD_TILE = 4096, 2048  # rows x padded columns of one program's tile
 PROGRAMS_PER_SM = 4
 
@@ -166,7 +168,7 @@ def _add_norm_fwd(
         x2, res2 if res2 is not None else x2, weight, bias if bias is not None else weight, out, stream, mean, rstd,
         n_rows, n_cols, x2.stride(0), res2.stride(0) if res2 is not None else 0, out.stride(0), stream.stride(0),
         eps, HAS_RES=res2 is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms, STORE_RES=res_dtype is not None,
-        ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8,
+        ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8, **FMA_CONTRACTION,
     )  # fmt: skip
     return out, stream, mean, rstd
 
@@ -209,7 +211,7 @@ class AddNormFn(torch.autograd.Function):
             stream.stride(0), dout.stride(0), dstream.stride(0) if dstream is not None else 0, dx.stride(0),
             dres.stride(0) if dres is not None else 0,
             HAS_DRES_OUT=dstream is not None, HAS_RES=has_res, HAS_BIAS=bias is not None, IS_RMS=ctx.is_rms,
-            ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8,
+            ROWS=rows, BLOCK_N=block_n, num_warps=4 if block_n <= 2048 else 8, **FMA_CONTRACTION,
         )  # fmt: skip
         return (
             dx.view(ctx.shape),

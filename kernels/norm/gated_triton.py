@@ -18,6 +18,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.math import FMA_CONTRACTION
+
 
 @triton.jit
 def _gated_rms_norm_fwd_kernel(
@@ -113,7 +115,7 @@ def gated_norm_fwd(x: Tensor, weight: Tensor, z: Tensor | None, eps: float, grou
         x2, z2 if z2 is not None else x2, weight, out,
         x2.shape[0], group_size, eps, x2.stride(0), (z2 if z2 is not None else x2).stride(0), out.stride(0),
         HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
-        num_warps=warps,
+        num_warps=warps, **FMA_CONTRACTION,
     )  # fmt: skip
     return out.view(x.shape)
 
@@ -149,7 +151,7 @@ def gated_norm_bwd(
         nrows, group_size, width, eps, x2.stride(0), zz.stride(0), d2.stride(0), dx2.stride(0), dzz.stride(0),
         out2.stride(0),
         HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, WRITE_OUT=out is not None, BLOCK_M=block_m,
-        BLOCK_G=block_g, num_warps=warps,
+        BLOCK_G=block_g, num_warps=warps, **FMA_CONTRACTION,
     )  # fmt: skip
     return dx2.view(x.shape), dw_part.sum(0), None if z is None else dz2.view(z.shape)
 

@@ -18,6 +18,7 @@ import torch
 import triton
 
 from ..common.hardware import sm_count
+from ..common.math import FMA_CONTRACTION
 
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
 SEGMENTED_PROGRAMS = 4096  # programs (or work items) a segmented scan aims for: many waves, short tails
@@ -150,9 +151,9 @@ def decays_per_update(tiling: ScanTiling, backward: bool) -> float:
     return forward + 2 + (tiling.bwd_segments - 1) / tiling.bwd_segments
 
 
-def launch_options(tiling: ScanTiling) -> dict[str, int]:
-    """Extra Triton launch options of a tiling (the register cap, when one is set)."""
-    return {"maxnreg": tiling.maxnreg} if tiling.maxnreg else {}
+def launch_options(tiling: ScanTiling) -> dict[str, int | bool]:
+    """Triton launch options of a tiling: FMA contraction and the register cap, when one is set."""
+    return {**FMA_CONTRACTION, "maxnreg": tiling.maxnreg} if tiling.maxnreg else dict(FMA_CONTRACTION)
 
 
 def segment_length(seqlen: int, segments: int, chunk: int) -> int:

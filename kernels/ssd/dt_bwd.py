@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.math import FMA_CONTRACTION
 from .chunk_state import dt_transform
 from .dx_db_bwd import DecayGradParts
 
@@ -105,7 +106,7 @@ def dt_bwd(
         seqlen, chunk_size, nchunks, nheads, dt_limit[0], dt_limit[1],
         *dt_in.stride(), *ddt_in.stride(),
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, HAS_DT_LIMIT=tuple(dt_limit) != (0.0, float("inf")),
-        BLOCK_T=block_t_bwd, BLOCK_Q=triton.next_power_of_2(chunk_size), num_warps=4,
+        BLOCK_T=block_t_bwd, BLOCK_Q=triton.next_power_of_2(chunk_size), num_warps=4, **FMA_CONTRACTION,
     )  # fmt: skip
     dA = dA_part.sum((0, 2))
     dbias = dbias_part.sum((0, 2)) if dt_bias is not None else None

@@ -36,7 +36,8 @@ def test_forced_choices_win(h100):
 def test_defaults_leave_registers_uncapped(h100):
     plan = tiling.plan_scan(1024, 256, 16, 1024, 1, torch.device("cuda"))
     assert (plan.prefetch, plan.maxnreg) == (tiling.PREFETCH, tiling.MAXNREG)
-    assert tiling.launch_options(plan) == ({} if tiling.MAXNREG is None else {"maxnreg": tiling.MAXNREG})
+    cap = {} if tiling.MAXNREG is None else {"maxnreg": tiling.MAXNREG}
+    assert tiling.launch_options(plan) == {"enable_fp_fusion": True, **cap}
 
 
 def test_interpreter_never_segments_unasked():

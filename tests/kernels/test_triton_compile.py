@@ -6,14 +6,17 @@ TRITON_INTERPRET=1, so the test compiles in a child process without it.
 """
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 triton = pytest.importorskip("triton")
 pytest.importorskip("triton.backends.nvidia.compiler")
 
+from genossm.kernels.common.math import FMA_CONTRACTION  # noqa: E402
 from genossm.kernels.common.state_passing import _state_passing_kernel  # noqa: E402
 from genossm.kernels.conv1d.fused import (  # noqa: E402
     BWD_BLOCK_D,
@@ -105,17 +108,28 @@ def compile_all() -> None:
 
     for name, (fn, num_warps, constexprs) in CASES.items():
         src = triton.compiler.ASTSource(fn=fn, signature=signature(fn, constexprs), constexprs=constexprs)
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+        options = {"num_warps": num_warps, **FMA_CONTRACTION}
+        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
         assert compiled.asm["cubin"], name
+        assert name.startswith(("state", "norm")) or "fma.rn.f32" in compiled.asm["ptx"], name
         print("compiled", name)
 
 
 @pytest.mark.slow
 def test_kernels_compile_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "0"  # Triton 3.10's default: the kernels' own launch option must win
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("compiled") == len(CASES)
+
+
+def test_every_launch_asks_for_fma_contraction():
+    for path in (Path(__file__).parents[2] / "kernels").rglob("*.py"):
+        text = path.read_text()
+        launches = len(re.findall(r"\b_\w*kernel\[", text))
+        options = re.findall(r"\*\*(?:FMA_CONTRACTION|launch_options\(tiling\)),\s*$", text, flags=re.MULTILINE)
+        assert len(options) == launches, path  # one launch option list per launch
 
 
 if __name__ == "__main__":
