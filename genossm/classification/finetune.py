@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 
-from genossm.cli.options import dump_options, option
+from genossm.cli.options import dump_options, option, plain_options
 from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome
 from genossm.data.intervals import Interval
@@ -86,11 +85,6 @@ class FinetuneOptions(ClassifierTrainingOptions):
     resume: bool = option(False, "continue the run in --output from its last checkpoint")
 
 
-def options_dict(opts: Any) -> dict[str, Any]:
-    """The options as saved in config.yaml (plain YAML values)."""
-    return yaml.safe_load(dump_options(opts))
-
-
 def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
     """Claim a new run folder, or check a resumed one; returns it and the checkpoint to resume from.
 
@@ -104,7 +98,7 @@ def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
             run.create()
             run.save_options(dump_options(opts))
         return run, None
-    run.check_resumable(options_dict(opts), RESUMABLE)
+    run.check_resumable(plain_options(opts), RESUMABLE)
     if writer:
         run.save_options(dump_options(opts))
     if not run.last_checkpoint.is_file():
@@ -211,6 +205,7 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
         "steps": trainer.global_step,
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "train_seconds": train_seconds,
+        "options": plain_options(opts),  # the whole recipe (seed, steps, learning rate, data) beside the results
         **evaluate_classifier(classifier, held_out, train, opts.kmer_k, run.path),
     }
     if opts.compare_modes:

@@ -116,7 +116,11 @@ def resolve_options(
     return build_options(cls, values, "command line")
 
 
+def plain_options(options: Any) -> dict[str, Any]:
+    """The resolved options as plain values (paths as strings): what config.yaml and summary.json record."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()}
+
+
 def dump_options(options: Any) -> str:
     """The resolved options as YAML (saved beside every run)."""
-    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()}
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.safe_dump(plain_options(options), sort_keys=False)

@@ -10,7 +10,7 @@ from typing import Literal
 import lightning as L
 import torch
 
-from genossm.cli.options import dump_options, option
+from genossm.cli.options import dump_options, option, plain_options
 from genossm.data.datamodules import GenomeLMDataModule
 from genossm.data.lm import LMDataConfig
 from genossm.data.sample import sample_path
@@ -150,6 +150,7 @@ def pretrain(opts: PretrainOptions) -> Path:
     if trainer.is_global_zero:
         module.model.save_pretrained(run.model)
         summary = {"steps": trainer.global_step, "model": opts.model, "seqlen": opts.seqlen, **metrics}
+        summary["options"] = plain_options(opts)  # the whole recipe beside the results
         atomic_write_text(run.path / "summary.json", json.dumps(summary, indent=2))
         print(f"model saved to {run.model}")
     return run.path

@@ -70,6 +70,8 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["labels"] == ["at", "cg"] and summary["seqlen"] == 32 and summary["init"] == "scratch"
     assert summary["steps"] == 25 and summary["model"]["windows"] == 48
+    assert summary["options"]["max_steps"] == 25 and summary["options"]["seqlen"] == 32  # the recipe, seed included
+    assert "seed" in summary["options"]
     assert summary["model"]["accuracy"] > 0.9 and summary["kmer"]["accuracy"] > 0.9
     assert summary["model"]["accuracy_low"] < summary["model"]["accuracy"] <= summary["model"]["accuracy_high"]
     assert (out / "confusion.png").is_file() and (out / "metrics.csv").is_file()

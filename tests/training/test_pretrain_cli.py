@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 import genossm
 from genossm.cli.main import main
@@ -52,6 +53,8 @@ def test_pretrain_writes_a_run_and_resumes_exactly(tmp_path, tiny_model, monkeyp
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["val/loss"] > 0
+    assert summary["options"] == yaml.safe_load((run / "config.yaml").read_text())  # the recipe beside the result
+    assert summary["options"]["max_steps"] == 6 and summary["options"]["output"] == str(run)
     assert genossm.from_pretrained(run / "model").tokens[7:] == ["A", "C", "G", "T", "N"]
 
     original = LMPretrainModule.training_step
