@@ -43,6 +43,11 @@ class StudyOptions(ClassifierTrainingOptions):
     pretrained: Path | None = option(
         None, "folder of pretrained backbones by length: DIR/<length>[/model], or a genossm scale length series"
     )
+    seeds: str | None = option(
+        None,
+        "several seeds, comma-separated: each length is fine-tuned once per seed, and the table and plot show "
+        "the mean and the range over seeds (single runs at one length can differ by tens of points)",
+    )
     work: Path = option(Path("runs/study"), "folder of the study's runs (WORK/L<length>/), reused by later calls")
     results: Path = option(Path("results"), "folder of the results document and its plots")
     title: str = option("Species classification against window length", "heading of the results section")
@@ -93,10 +98,26 @@ def class_source(opts: StudyOptions) -> Path:
     return folder
 
 
-def length_options(opts: StudyOptions, classes: Path, length: int) -> FinetuneOptions:
-    """The fine-tuning run of one length: the shared options, this length, its backbone and folder."""
+def study_seeds(opts: StudyOptions) -> list[int] | None:
+    """The seeds of a several-seed study (``--seeds``), or None for one run per length with ``--seed``."""
+    if not opts.seeds:
+        return None
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in opts.seeds.split(",") if s.strip()))
+    except ValueError:
+        raise ValueError(f"--seeds: expected integers separated by commas, got {opts.seeds!r}") from None
+    if not seeds:
+        raise ValueError("--seeds: no seed given")
+    return seeds
+
+
+def length_options(opts: StudyOptions, classes: Path, length: int, seed: int | None = None) -> FinetuneOptions:
+    """The fine-tuning run of one length (and seed of a several-seed study): the shared options, this length, its
+    backbone and folder (WORK/L<length>, or WORK/L<length>-seed<seed>)."""
     shared = {f.name: getattr(opts, f.name) for f in fields(ClassifierTrainingOptions)}
-    output = opts.work / f"L{length}"
+    output = opts.work / (f"L{length}" if seed is None else f"L{length}-seed{seed}")
+    if seed is not None:
+        shared["seed"] = seed
     return FinetuneOptions(
         **shared,
         classes=classes,
@@ -111,24 +132,27 @@ def run_study(opts: StudyOptions) -> list[dict[str, Any]]:
     """Every length not yet done is trained and evaluated; the results document is rewritten after each."""
     if opts.devices != 1:
         raise ValueError("genossm study trains on one device; for several GPUs run genossm finetune per length")
+    seeds = study_seeds(opts)
     classes = class_source(opts)
     rows = []
     for length in parse_lengths(opts.lengths):
-        run = length_options(opts, classes, length)
-        summary = read_summary(run.output)
-        if summary is None:
-            print(f"== L = {length:,}: {'resuming' if run.resume else 'training'} in {run.output}", flush=True)
-            summary = finetune(run)
-            assert summary is not None  # one device: this process is rank 0
-        else:
-            print(f"== L = {length:,}: done before ({run.output / 'summary.json'})", flush=True)
-        rows.append(result_row(summary, run.output))
-        write_results(opts, rows)  # after every length: a study cut short still reports what it finished
+        for seed in seeds or [None]:
+            run = length_options(opts, classes, length, seed)
+            name = f"L = {length:,}" + ("" if seed is None else f", seed {seed}")
+            summary = read_summary(run.output)
+            if summary is None:
+                print(f"== {name}: {'resuming' if run.resume else 'training'} in {run.output}", flush=True)
+                summary = finetune(run)
+                assert summary is not None  # one device: this process is rank 0
+            else:
+                print(f"== {name}: done before ({run.output / 'summary.json'})", flush=True)
+            rows.append(result_row(summary, run.output, run.seed))
+            write_results(opts, rows)  # after every run: a study cut short still reports what it finished
     return rows
 
 
-def result_row(summary: dict[str, Any], run: Path) -> dict[str, Any]:
-    """The figures of one length that the table and the plot show."""
+def result_row(summary: dict[str, Any], run: Path, seed: int | None = None) -> dict[str, Any]:
+    """The figures of one run that the table and the plot show."""
     model, kmer = summary["model"], summary["kmer"]
     modes = summary.get("reading_modes") or {}
     return {
@@ -150,6 +174,7 @@ def result_row(summary: dict[str, Any], run: Path) -> dict[str, Any]:
         "stateful": modes.get("stateful", {}).get("accuracy"),
         "tiled_windows": modes.get("windowed", {}).get("windows"),
         "labels": summary["labels"],
+        "seed": seed if seed is not None else summary.get("options", {}).get("seed"),
         "run": str(run),
     }
 
@@ -164,20 +189,61 @@ def length_name(length: int) -> str:
     return f"{power}({length})"
 
 
+def by_length(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The runs of each length (one per seed), lengths in the order they were run."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["seqlen"], []).append(row)
+    return list(groups.values())
+
+
+def spread(runs: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
+    """Mean, smallest and largest ``key`` over runs."""
+    values = [r[key] for r in runs]
+    return sum(values) / len(values), min(values), max(values)
+
+
+def _backbone(row: dict[str, Any]) -> str:
+    return "scratch" if row["init"] == "scratch" else f"pretrained ({row['init']})"
+
+
 def results_table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table of the study."""
+    """The markdown table of the study: a row per run, or with several seeds a row per length over its seeds."""
+    groups = by_length(rows)
+    if any(len(runs) > 1 for runs in groups):
+        return seeds_table(groups)
     lines = [
         "| L | backbone | steps | held-out windows | accuracy (95% CI) | macro-F1 | k-mer baseline (95% CI) "
         "| tiled: windowed / stateful (windows) | train min |",
         "| --- | --- | ---: | ---: | --- | ---: | --- | --- | ---: |",
     ]
     for r in rows:
-        backbone = "scratch" if r["init"] == "scratch" else f"pretrained ({r['init']})"
         lines.append(
-            f"| {length_name(r['seqlen'])} | {backbone} | {r['steps']} | {r['windows']} | "
+            f"| {length_name(r['seqlen'])} | {_backbone(r)} | {r['steps']} | {r['windows']} | "
             f"{r['accuracy']:.3f} ({r['accuracy_low']:.3f}-{r['accuracy_high']:.3f}) | {r['macro_f1']:.3f} | "
             f"{r['kmer_k']}-mer: {r['kmer_accuracy']:.3f} ({r['kmer_low']:.3f}-{r['kmer_high']:.3f}) | "
             f"{_modes_cell(r)} | {r['train_minutes']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def seeds_table(groups: list[list[dict[str, Any]]]) -> str:
+    """A row per length: accuracy's mean and range over its seeds, each seed's, and the k-mer baseline's."""
+    lines = [
+        "| L | backbone | steps | held-out windows | runs | accuracy: mean (min-max) | by seed | "
+        "k-mer baseline: mean (min-max) | train min (mean) |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: |",
+    ]
+    for runs in groups:
+        first = runs[0]
+        mean, low, high = spread(runs, "accuracy")
+        kmer_mean, kmer_low, kmer_high = spread(runs, "kmer_accuracy")
+        each = ", ".join(f"{r['seed']}: {r['accuracy']:.3f}" for r in runs)
+        lines.append(
+            f"| {length_name(first['seqlen'])} | {_backbone(first)} | {first['steps']} | {first['windows']} | "
+            f"{len(runs)} | {mean:.3f} ({low:.3f}-{high:.3f}) | {each} | "
+            f"{first['kmer_k']}-mer: {kmer_mean:.3f} ({kmer_low:.3f}-{kmer_high:.3f}) | "
+            f"{spread(runs, 'train_minutes')[0]:.1f} |"
         )
     return "\n".join(lines)
 
@@ -189,21 +255,32 @@ def _modes_cell(row: dict[str, Any]) -> str:
 
 
 def plot_accuracy(rows: list[dict[str, Any]], path: Path | None, title: str) -> Figure:
-    """Held-out accuracy against length, model and k-mer baseline with 95% intervals, and chance (saved as a PNG when
-    a path is given)."""
-    lengths = [r["seqlen"] for r in rows]
+    """Held-out accuracy against length, model and k-mer baseline, and chance (saved as a PNG when a path is given):
+    with one run per length its 95% interval, with several seeds their mean, range and each run."""
+    groups = by_length(rows)
+    several = any(len(runs) > 1 for runs in groups)
+    lengths = [runs[0]["seqlen"] for runs in groups]
     fig = new_figure(6.4, 4.2)
     ax = fig.subplots()
-    for key, low, high, name in (
-        ("accuracy", "accuracy_low", "accuracy_high", "Mamba classifier"),
-        ("kmer_accuracy", "kmer_low", "kmer_high", f"{rows[0]['kmer_k']}-mer + logistic regression"),
+    for color, (key, low, high, name) in enumerate(
+        (
+            ("accuracy", "accuracy_low", "accuracy_high", "Mamba classifier"),
+            ("kmer_accuracy", "kmer_low", "kmer_high", f"{rows[0]['kmer_k']}-mer + logistic regression"),
+        )
     ):
-        values = [r[key] for r in rows]
-        errors = [
-            [v - r[low] for v, r in zip(values, rows, strict=True)],
-            [r[high] - v for v, r in zip(values, rows, strict=True)],
-        ]
-        ax.errorbar(lengths, values, yerr=errors, marker="o", capsize=3, label=name)
+        if several:
+            means, lows, highs = zip(*(spread(runs, key) for runs in groups), strict=True)
+            errors = [
+                [m - lo for m, lo in zip(means, lows, strict=True)],
+                [h - m for m, h in zip(means, highs, strict=True)],
+            ]
+            label = f"{name}: mean, range over seeds"
+            ax.plot([r["seqlen"] for r in rows], [r[key] for r in rows], ".", color=f"C{color}", alpha=0.5)
+        else:
+            means = [runs[0][key] for runs in groups]
+            errors = [[r[key] - r[low] for r in rows], [r[high] - r[key] for r in rows]]
+            label = f"{name} (95% CI)"
+        ax.errorbar(lengths, means, yerr=errors, marker="o", capsize=3, color=f"C{color}", label=label)
     ax.axhline(1 / len(rows[0]["labels"]), color="grey", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1)
@@ -215,6 +292,13 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path | None, title: str) -> 
     if path is not None:
         save_png(fig, path)
     return fig
+
+
+def seeds_note(seeds: list[int] | None) -> str:
+    """The sentence of the results text that says how runs were repeated."""
+    if seeds is None:
+        return ""
+    return f"Each length is fine-tuned once per seed ({', '.join(map(str, seeds))}): mean and range over seeds. "
 
 
 def write_results(opts: StudyOptions, rows: list[dict[str, Any]]) -> Path:
@@ -234,7 +318,8 @@ def write_results(opts: StudyOptions, rows: list[dict[str, Any]]) -> Path:
             f"held-out windows from regions never trained on; the k-mer baseline is fitted on training windows and "
             f"scored on exactly the same held-out windows. *Tiled*: the held-out regions cut into consecutive "
             f"windows, each classified alone (windowed, as `genossm classify`) or with the recurrent state carried "
-            f"from the windows before it (`genossm classify --stateful`). Runs: `{opts.work}`. "
+            f"from the windows before it (`genossm classify --stateful`). "
+            f"{seeds_note(study_seeds(opts))}Runs: `{opts.work}`. "
             f"Generated by `genossm study`.",
             "",
             results_table(rows),

@@ -1,10 +1,17 @@
 """``genossm study``: one run per length from a MAF, the results document and plot, reruns that skip finished work."""
 
 import numpy as np
+import pytest
 import yaml
 from test_finetune_cli import TINY_YAML
 
-from genossm.classification.study import StudyOptions, length_name, parse_lengths, pretrained_backbone
+from genossm.classification.study import (
+    StudyOptions,
+    length_name,
+    parse_lengths,
+    pretrained_backbone,
+    study_seeds,
+)
 from genossm.cli.main import main
 from genossm.cli.options import build_options, read_yaml
 from genossm.models import MambaConfig, MambaLMHeadModel
@@ -73,6 +80,32 @@ def test_study_writes_the_results_and_skips_finished_lengths(tmp_path, capsys):
     assert "L = 32: done before" in capsys.readouterr().out
     again = (results / "classification.md").read_text()
     assert again == document  # regenerated in place, once
+
+
+def test_study_over_seeds_reports_their_mean_and_range(tmp_path, capsys):
+    write_maf(tmp_path / "apes.maf")
+    args = [*study_args(tmp_path, "--seeds", "0,1")]
+    args[args.index("--lengths") + 1] = "2^5"
+    assert main(args) == 0
+    assert "L = 32, seed 1: training" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["L32-seed0", "L32-seed1", "fasta"]
+    seeds = [yaml.safe_load((tmp_path / "work" / f"L32-seed{s}" / "config.yaml").read_text())["seed"] for s in (0, 1)]
+    assert seeds == [0, 1]
+    document = (tmp_path / "results" / "classification.md").read_text()
+    (row,) = [line for line in document.splitlines() if line.startswith("| 2^")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    accuracies = [float(part.split(": ")[1]) for part in cells[6].split(", ")]
+    assert cells[4] == "2" and [part.split(":")[0] for part in cells[6].split(", ")] == ["0", "1"]
+    mean = sum(accuracies) / 2
+    assert cells[5] == f"{mean:.3f} ({min(accuracies):.3f}-{max(accuracies):.3f})"
+    assert "once per seed (0, 1)" in document
+    assert main(args) == 0 and "L = 32, seed 0: done before" in capsys.readouterr().out
+
+
+def test_seeds_option():
+    assert study_seeds(StudyOptions(seeds="3, 1,3")) == [3, 1] and study_seeds(StudyOptions()) is None
+    with pytest.raises(ValueError, match="--seeds: expected integers"):
+        study_seeds(StudyOptions(seeds="1,x"))
 
 
 def test_pretrained_backbones_are_found_in_a_scale_series(tmp_path):
