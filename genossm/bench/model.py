@@ -24,7 +24,7 @@ from genossm.training.segmented import segmented_lm_backward
 
 from .kernel_profile import kernel_times, report_breakdowns
 from .report import plot_lines, write_json
-from .timing import cuda_median_ms, first_call_s, format_table, median_ms, pick_device
+from .timing import cuda_median_ms, format_table, median_ms, pick_device, wall_s
 
 
 @dataclass
@@ -114,7 +114,7 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
                         torch.cuda.reset_peak_memory_stats(device)
-                    row["first_s"] = first_call_s(call, device)  # compiles what this shape needs first
+                    row["first_s"] = wall_s(call, device)  # compiles what this shape needs first
                     if device.type == "cuda":
                         ms = cuda_median_ms(call, repeats=opts.repeats, warmup=1)
                         row["peak_GiB"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -23,21 +23,14 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5, 
     """Median milliseconds of ``fn()`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(wall_s(fn, device) * 1e3 for _ in range(repeats))
 
 
-def first_call_s(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds of a first call of ``fn()``, synchronised: with kernels not yet compiled (or loaded from Triton's
-    on-disk cache), what a user waits before the first step."""
+def wall_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of ``fn()``, with the device synchronised before and after. As a first call (kernels not
+    yet compiled, or loaded from Triton's on-disk cache): what a user waits before the first step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
     if device.type == "cuda":

@@ -277,7 +277,7 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path | None, title: str) -> 
             label = f"{name}: mean, range over seeds"
             ax.plot([r["seqlen"] for r in rows], [r[key] for r in rows], ".", color=f"C{color}", alpha=0.5)
         else:
-            means = [runs[0][key] for runs in groups]
+            means = [r[key] for r in rows]  # one run per length: rows and lengths line up
             errors = [[r[key] - r[low] for r in rows], [r[high] - r[key] for r in rows]]
             label = f"{name} (95% CI)"
         ax.errorbar(lengths, means, yerr=errors, marker="o", capsize=3, color=f"C{color}", label=label)
