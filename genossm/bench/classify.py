@@ -88,7 +88,8 @@ def load_model(name: str) -> MambaForSequenceClassification:
 
 def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
     """Time reading alone, then every length and mode; print the table and return its rows."""
-    from genossm.classification.infer import PIECE, WindowClassifier, fasta_chunks
+    from genossm.classification.infer import PIECE, WindowClassifier
+    from genossm.data.stream import fasta_chunks
 
     device = pick_device(opts.device)
     fasta = opts.fasta or benchmark_fasta(opts.sample, opts.megabases)

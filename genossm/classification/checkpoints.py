@@ -11,23 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genossm.data.tokenizer import TOKENS, VOCAB_SIZE
+from genossm.inference import check_vocabulary
 from genossm.models import MambaConfig, MambaForSequenceClassification, from_pretrained
 from genossm.models.pretrained import META_NAME, read_model_dir
-
-
-def check_vocabulary(tokens: list[str] | None, config: MambaConfig, source: Path) -> None:
-    """The model must read genossm's token ids: same vocabulary when recorded, room for all tokens otherwise."""
-    if tokens is not None and list(tokens) != list(TOKENS):
-        raise ValueError(
-            f"{source}: vocabulary mismatch: the model was trained with tokens {list(tokens)}, "
-            f"genossm's tokenizer has {list(TOKENS)}"
-        )
-    if config.vocab_size < VOCAB_SIZE:
-        raise ValueError(
-            f"{source}: vocabulary mismatch: vocab_size {config.vocab_size} is smaller than genossm's "
-            f"{VOCAB_SIZE} tokens"
-        )
 
 
 def load_classifier(path: str | Path, device: Any = None) -> MambaForSequenceClassification:

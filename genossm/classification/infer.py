@@ -27,28 +27,21 @@ other window gets no label. The label is the class of highest probability.
 from __future__ import annotations
 
 import contextlib
-import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from queue import Full, Queue
-from typing import TypeVar
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from genossm.data.faidx import read_fai
-from genossm.data.genome import RecordChunk, iter_record_chunks
+from genossm.data.genome import RecordChunk
 from genossm.data.tokenizer import N_ID, PAD_ID, TOKENS
+from genossm.inference import default_batch_tokens, padded_length, resolve_device
 from genossm.models import MambaForSequenceClassification
 
-from .windows import Window, WindowCutter, padded_length
+from .windows import Window, WindowCutter
 
-T = TypeVar("T")
 Pending = Callable[[], np.ndarray]  # waits for a forward's class probabilities and returns them
 BASE_IDS = np.array([TOKENS.index(b) for b in "ACGT"])
 
@@ -107,19 +100,6 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
 # GPU (H100, 1.4M model, forwards of 2^20-base windows, kernel time: 16.5 Mb/s with pieces of 2^14, 18.8 with 2^12
 # (eighth session); 19.5 with 2^12 and 20.0 with 2^11 (eleventh), the scan forward 1.97 -> 1.85 ms a call).
 PIECE = 1 << 11
-
-
-def default_batch_tokens(device: torch.device) -> int:
-    """Tokens per forward when not given: 2^20 on a GPU; 2^15 on the CPU, where a batch's activations then stay in
-    cache (2^20-token batches ran slower there and held gigabytes of activations)."""
-    return 1 << 20 if device.type == "cuda" else 1 << 15
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None or 'auto' -> the GPU when there is one, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class WindowClassifier:
@@ -373,63 +353,3 @@ class WindowClassifier:
         else:
             self._run_piece(record, pending, record.length - len(pending), states)
         record.closed = True
-
-
-def fasta_chunks(
-    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4
-) -> Iterator[RecordChunk]:
-    """Stream the records of a FASTA file as token chunks, read ``prefetch`` chunks ahead in a background thread
-    (so reading overlaps the model), with a progress bar (in bases) on stderr if asked.
-
-    The bar knows the total when a ``.fai`` index lies beside the file. An empty file, a file that is not FASTA,
-    or one whose records hold no bases is an error naming it (raised here, in the caller's thread).
-    """
-    path = Path(path)
-    fai = path.with_name(path.name + ".fai")
-    total = sum(r.length for r in read_fai(fai)) if fai.is_file() else None
-
-    def read() -> Iterator[RecordChunk]:
-        bases = 0
-        with tqdm(total=total, unit="b", unit_scale=True, desc=path.name, file=sys.stderr, disable=not progress) as bar:
-            for chunk in iter_record_chunks(path, chunk_bases):
-                bases += len(chunk.tokens)
-                yield chunk
-                bar.update(len(chunk.tokens))
-        if bases == 0:
-            raise ValueError(f"{path}: its FASTA records hold no bases")
-
-    return prefetched(read(), prefetch) if prefetch > 0 else read()
-
-
-def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
-    """``items``, produced by a background thread up to ``depth`` ahead; its errors are raised in the consumer."""
-    queue: Queue = Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    with contextlib.suppress(Full):
-                        queue.put((item, None), timeout=0.1)
-                        break
-                if stop.is_set():
-                    return
-            queue.put((end, None))
-        except BaseException as err:  # handed to the consumer
-            queue.put((end, err))
-
-    thread = threading.Thread(target=produce, name="fasta-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()

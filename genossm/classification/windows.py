@@ -2,7 +2,8 @@
 
 Windows start at 0, ``stride``, 2 ``stride``, ... while they fit; when the last one stops short of the record's end,
 one more window ends exactly at the end (it overlaps the one before), so every base is read. A record shorter than
-the window gives one short window (the caller pads it and masks the padding). An empty record gives none.
+the window gives one short window (the caller pads it, ``genossm.inference.padded_length``, and masks the padding).
+An empty record gives none.
 """
 
 from __future__ import annotations
@@ -11,17 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-MIN_PADDED = 64
-
-
-def padded_length(length: int, window: int) -> int:
-    """Length a short window is padded to: the next power of two (at least 64), never more than ``window``.
-
-    Padding only to the next power of two keeps batches of short records cheap at long window lengths; a causal
-    model with masked pooling gives the same result at any padded length.
-    """
-    return min(window, max(MIN_PADDED, 1 << max(0, length - 1).bit_length()))
 
 
 @dataclass

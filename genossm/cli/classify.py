@@ -48,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from genossm.classification.checkpoints import load_classifier
-    from genossm.classification.infer import WindowClassifier, fasta_chunks, resolve_device
+    from genossm.classification.infer import WindowClassifier
     from genossm.classification.report import write_json, write_tsv
+    from genossm.data.stream import fasta_chunks
+    from genossm.inference import resolve_device
 
     opts = resolve_options(ClassifyOptions, args)
     if opts.output is not None and opts.output.exists():

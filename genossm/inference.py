@@ -1,0 +1,49 @@
+"""What the inference commands (``genossm classify``, ``genossm score``) share: the device, the tokens per forward,
+the padded length of short rows, and the vocabulary check of a model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genossm.data.tokenizer import TOKENS, VOCAB_SIZE
+from genossm.models import MambaConfig
+
+MIN_PADDED = 64
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None or 'auto' -> the GPU when there is one, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """Tokens per forward when not given: 2^20 on a GPU; 2^15 on the CPU, where a batch's activations then stay in
+    cache (2^20-token batches ran slower there and held gigabytes of activations)."""
+    return 1 << 20 if device.type == "cuda" else 1 << 15
+
+
+def padded_length(length: int, cap: int) -> int:
+    """Length a short row is padded to: the next power of two (at least 64), never more than ``cap``.
+
+    Rows of similar lengths then share a batch, and padding stays cheap at long window lengths; a causal model gives
+    the same result on the valid positions at any padded length.
+    """
+    return min(cap, max(MIN_PADDED, 1 << max(0, length - 1).bit_length()))
+
+
+def check_vocabulary(tokens: list[str] | None, config: MambaConfig, source: Path) -> None:
+    """The model must read genossm's token ids: same vocabulary when recorded, room for all tokens otherwise."""
+    if tokens is not None and list(tokens) != list(TOKENS):
+        raise ValueError(
+            f"{source}: vocabulary mismatch: the model was trained with tokens {list(tokens)}, "
+            f"genossm's tokenizer has {list(TOKENS)}"
+        )
+    if config.vocab_size < VOCAB_SIZE:
+        raise ValueError(
+            f"{source}: vocabulary mismatch: vocab_size {config.vocab_size} is smaller than genossm's "
+            f"{VOCAB_SIZE} tokens"
+        )
