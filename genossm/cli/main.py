@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scale": ("genossm.cli.scale", "a series of pretraining runs (length or size) with its table and plots"),
     "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
     "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
+    "score": ("genossm.cli.score", "log-likelihood and bits per base of every record under a language model"),
     "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
     "bench": ("genossm.cli.bench", "benchmarks: model, kernels, data loading, classification throughput"),

@@ -1,0 +1,5 @@
+"""Scoring DNA with a language model: log-likelihood, bits per base and perplexity of every record of a FASTA."""
+
+from .likelihood import LikelihoodScorer, SequenceScore, load_language_model
+
+__all__ = ["LikelihoodScorer", "SequenceScore", "load_language_model"]
