@@ -10,7 +10,7 @@
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series, STEPS optimizer steps per
 # run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control),
 # scale-7m and study-7m (the 7M model at 2^20), study-seeds (the study again with SEEDS, default "1 2", at
-# SEED_LENGTHS, default 2^20).
+# SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -116,6 +116,16 @@ for what in "$@"; do
           --lengths "${SEED_LENGTHS:-2^20}" --seed "$seed" --pretrained runs/scale-length --work "runs/study-seed$seed" \
           --results "runs/study-seed$seed"
       done ;;
+    score-context)  # held-out bits per base of every backbone of scale-length (and scale-7m) against the window
+      models=()
+      for dir in runs/scale-length/seqlen-* runs/scale-length-7m/seqlen-*; do
+        [ -d "$dir/model" ] || continue
+        size=1.4M; [[ $dir == *7m* ]] && size=7M
+        k=0; while (( (1 << k) < ${dir##*-} )); do k=$((k + 1)); done  # log2 of the training length
+        models+=(--model "$size trained at 2^$k=$dir/model")
+      done
+      step score-context python3 scripts/score_context.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
+        --out results/runs/score-context ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done
