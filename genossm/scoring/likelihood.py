@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from genossm.data.genome import RecordChunk
-from genossm.data.steps import IGNORE_INDEX, lm_tensors
+from genossm.data.intervals import IS_BASE
+from genossm.data.steps import IGNORE_INDEX
 from genossm.data.tokenizer import PAD_ID
 from genossm.inference import check_vocabulary, default_batch_tokens, padded_length, resolve_device
 from genossm.models import MambaLMHeadModel, from_pretrained
@@ -105,19 +107,21 @@ class LikelihoodScorer:
         self.width = (window if window is not None else self.batch_tokens) + 1
         self._queue: deque[SequenceScore] = deque()  # records not yet given out, in file order
         self._buckets: dict[int, list[tuple[SequenceScore, np.ndarray]]] = {}
+        self._inflight: deque[tuple[list[SequenceScore], Tensor, Tensor]] = deque()  # results not yet read back
+        self._is_base = torch.from_numpy(IS_BASE).to(self.device)
 
     @torch.inference_mode()
-    def nll_rows(self, rows: np.ndarray, states: list[MixerState] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Summed negative log-likelihood (nats) and scored positions of each row of (b, width) tokens: targets are
-        a row's tokens from the second on; with ``states``, the rows continue from them (and update them)."""
-        tensors = lm_tensors(np.ascontiguousarray(rows), 1, len(rows))
-        ids, labels = (tensors[key][0].to(self.device) for key in ("input_ids", "labels"))
+    def nll_rows(self, rows: np.ndarray, states: list[MixerState] | None = None) -> tuple[Tensor, Tensor]:
+        """Summed negative log-likelihood (nats) and scored positions of each row of (b, width) tokens, on the device
+        and not waited for: targets are a row's tokens from the second on, those that are A, C, G or T; with
+        ``states``, the rows continue from them (and update them)."""
+        tokens = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device).long()
+        targets = tokens[:, 1:]
+        labels = targets.masked_fill(~self._is_base[targets], IGNORE_INDEX)
         autocast = torch.autocast(self.device.type, torch.bfloat16) if self.bfloat16 else contextlib.nullcontext()
         with autocast:
-            logits = self.model(ids, states).logits
-        nll = token_losses(logits, labels).sum(1, dtype=torch.float64)
-        scored = (labels != IGNORE_INDEX).sum(1)
-        return nll.cpu().numpy(), scored.cpu().numpy()
+            logits = self.model(tokens[:, :-1], states).logits
+        return token_losses(logits, labels).sum(1, dtype=torch.float64), (labels != IGNORE_INDEX).sum(1)
 
     def score(self, chunks: Iterable[RecordChunk]) -> Iterator[SequenceScore]:
         """Scores of the records streamed as ``chunks`` (a record starts at offset 0), in file order."""
@@ -143,18 +147,18 @@ class LikelihoodScorer:
             self._close(record, pending, states)
         for width in sorted(self._buckets):
             self._run_bucket(width)
+        self._drain()
         yield from self._ready()
 
     def _run(self, record: SequenceScore, row: np.ndarray, states: list[MixerState] | None) -> None:
         """One row of ``record``: at once from a carried state, else into the batch of its (padded) width."""
+        record.pending += 1
         if states is not None:
-            nll, scored = self.nll_rows(row[None], states)
-            record.add(float(nll[0]), int(scored[0]))
+            self._defer([record], *self.nll_rows(row[None], states))
             return
         width = padded_length(len(row), self.width)
         bucket = self._buckets.setdefault(width, [])
         bucket.append((record, row))
-        record.pending += 1
         if len(bucket) >= max(1, self.batch_tokens // (width - 1)):
             self._run_bucket(width)
 
@@ -165,9 +169,19 @@ class LikelihoodScorer:
         rows = np.full((len(bucket), width), PAD_ID, dtype=np.uint8)
         for i, (_, row) in enumerate(bucket):
             rows[i, : len(row)] = row
-        for (record, _), nll, scored in zip(bucket, *self.nll_rows(rows), strict=True):
-            record.add(float(nll), int(scored))
-            record.pending -= 1
+        self._defer([record for record, _ in bucket], *self.nll_rows(rows))
+
+    def _defer(self, records: list[SequenceScore], nll: Tensor, scored: Tensor) -> None:
+        """Read a forward's results back once the next one is queued (on a GPU the host meanwhile cuts rows)."""
+        self._inflight.append((records, nll, scored))
+        self._drain(keep=1)
+
+    def _drain(self, keep: int = 0) -> None:
+        while len(self._inflight) > keep:
+            records, nll, scored = self._inflight.popleft()
+            for record, row_nll, row_scored in zip(records, nll.tolist(), scored.tolist(), strict=True):
+                record.add(row_nll, row_scored)
+                record.pending -= 1
 
     def _close(self, record: SequenceScore, pending: np.ndarray, states: list[MixerState] | None) -> None:
         """The record has ended: its last row, if a base is left to predict."""

@@ -150,3 +150,18 @@ def test_bad_inputs_name_the_file(tmp_path, lm_dir, capsys):
     for argv, message in cases:
         assert main([*argv, "--no-progress"]) == 1, argv
         assert message in capsys.readouterr().err, argv
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("window", [None, 48])
+def test_gpu_gives_the_cpu_scores(window):
+    model = make_lm(torch.float32)
+    records = {"long": encode(random_bases(700, 8, "ACGTN")), "short": encode(random_bases(30, 9))}
+
+    def run(device, bfloat16):  # the whole record in pieces of 128 through the Triton kernels, state carried
+        engine = LikelihoodScorer(model, window=window, batch_tokens=128, device=device, bfloat16=bfloat16)
+        return np.array([[s.nll, s.scored] for s in engine.score(chunks_of(records, 100))])
+
+    cpu = run("cpu", False)
+    assert np.allclose(run("cuda", False), cpu, rtol=1e-5)
+    assert np.allclose(run("cuda", True), cpu, rtol=1e-2)  # bfloat16 autocast
