@@ -221,6 +221,17 @@ def write_gzi(offsets: list[tuple[int, int]], path: Path) -> None:
             handle.write(struct.pack("<QQ", cstart, ustart))
 
 
+def read_gzi(path: Path) -> list[tuple[int, int]]:
+    """The (compressed, uncompressed) start of every block of a bgzip file from its ``.gzi``, the first block's
+    (0, 0), which the file leaves out, included; a truncated index is an error naming it."""
+    data = path.read_bytes()
+    count = struct.unpack_from("<Q", data)[0] if len(data) >= 8 else -1
+    if count < 0 or len(data) != 8 + 16 * count:
+        raise ValueError(f"{path}: not a .gzi index (block count and offset pairs); delete it to rebuild it")
+    pairs = struct.unpack_from(f"<{2 * count}Q", data, 8)
+    return [(0, 0), *zip(pairs[::2], pairs[1::2], strict=True)]
+
+
 class FastaWriter:
     """Write FASTA records with ``line_bases`` bases a line to a binary handle, keeping their ``.fai`` entries.
 

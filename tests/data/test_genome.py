@@ -141,3 +141,18 @@ def test_fai_written_by_other_tools_is_used(tmp_path):
     assert Genome(path).names
     fai = path.with_name("t.fa.fai")
     assert read_fai(fai) == scan_index(path)
+
+
+def test_bgzip_fetches_around_every_block_boundary(tmp_path, cache):
+    """Biopython writes bgzip blocks of 64 KiB; a fetch must read the block holding its first byte (pyfaidx 0.9.2
+    picked the block before it for starts near a boundary and failed)."""
+    records = {"chr1": random_bases(np.random.default_rng(4), 300_000)}
+    genome = Genome(write_fasta(tmp_path / "big.bgz.gz", records, width=60))
+    seq = records["chr1"]
+    for block in range(1, 5):
+        line, column = divmod(block * 65536 - len(b">chr1\n"), 61)  # the block's first byte, as a position
+        boundary = line * 60 + min(column, 59)
+        for start in range(boundary - 40, boundary + 41):
+            for length in (1, 61, 70_000):
+                end = min(start + length, len(seq))
+                assert genome.fetch_bytes("chr1", start, end) == seq[start:end]
