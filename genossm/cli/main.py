@@ -15,6 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
     "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
     "score": ("genossm.cli.score", "log-likelihood and bits per base of every record under a language model"),
+    "score-variants": (
+        "genossm.cli.score_variants",
+        "zero-shot effect of VCF variants: log p(alternative) - log p(reference)",
+    ),
     "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
     "bench": ("genossm.cli.bench", "benchmarks: model, kernels, data loading, classification throughput"),
