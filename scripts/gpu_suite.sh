@@ -10,7 +10,8 @@
 # science: apes (MAF -> per-species FASTA), scale-length, scale-size (pretraining series, STEPS optimizer steps per
 # run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control),
 # scale-7m and study-7m (the 7M model at 2^20), study-seeds (the study again with SEEDS, default "1 2", at
-# SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window).
+# SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window),
+# variants (zero-shot scores of chimpanzee-lineage substitutions, results/variant-effects.md).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -126,6 +127,20 @@ for what in "$@"; do
       done
       step score-context python3 scripts/score_context.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
         --out results/runs/score-context ;;
+    variants)  # zero-shot scores of chimpanzee-lineage substitutions against random alleles (results/variant-effects.md)
+      step variants-build python3 scripts/ape_substitutions.py build --maf "$MAF" --apes /tmp/apes --out /tmp/subs
+      for dir in runs/scale-length/seqlen-1048576 runs/scale-length-7m/seqlen-1048576; do
+        [ -d "$dir/model" ] || continue
+        name=1.4M; [[ $dir == *7m* ]] && name=7M
+        for w in 1024 16384; do
+          for kind in chimp random; do
+            step "variants-$name-$w-$kind" genossm score-variants /tmp/apes/Hsap.fa "/tmp/subs/$kind.vcf" \
+              --model "$dir/model" --window "$w" --no-progress --output "/tmp/subs/$name, window $w-$kind.tsv"
+          done
+        done
+      done
+      step variants python3 scripts/ape_substitutions.py summarize --apes /tmp/apes --scores /tmp/subs \
+        --out results/runs/variants ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done
