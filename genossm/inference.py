@@ -1,8 +1,9 @@
-"""What the inference commands (``genossm classify``, ``genossm score``) share: the device, the tokens per forward,
-the padded length of short rows, and the vocabulary check of a model directory."""
+"""What the inference commands (``genossm classify``, ``genossm score``) share: the device, bfloat16 autocast, the
+tokens per forward, the padded length of short rows, and the vocabulary check of a model directory."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -18,6 +19,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def dtype_choice(dtype: str) -> bool | None:
+    """A command's ``--dtype`` as the ``bfloat16`` argument of the engines: None for 'auto' (the device decides)."""
+    return None if dtype == "auto" else dtype == "bfloat16"
+
+
+def use_bfloat16(device: torch.device, bfloat16: bool | None) -> bool:
+    """Whether to run under bfloat16 autocast: as asked, else on a GPU only."""
+    return device.type == "cuda" if bfloat16 is None else bfloat16
+
+
+def autocast(device: torch.device, bfloat16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device``, or nothing."""
+    return torch.autocast(device.type, torch.bfloat16) if bfloat16 else contextlib.nullcontext()
 
 
 def default_batch_tokens(device: torch.device) -> int:

@@ -26,7 +26,6 @@ other window gets no label. The label is the class of highest probability.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +36,7 @@ import torch
 
 from genossm.data.genome import RecordChunk
 from genossm.data.tokenizer import N_ID, PAD_ID, TOKENS
-from genossm.inference import default_batch_tokens, padded_length, resolve_device
+from genossm.inference import autocast, default_batch_tokens, padded_length, resolve_device, use_bfloat16
 from genossm.models import MambaForSequenceClassification
 
 from .windows import Window, WindowCutter
@@ -135,7 +134,7 @@ class WindowClassifier:
             self.batch_tokens = max(self.batch_tokens, self.window)
         self.piece = piece
         self.model = model.to(self.device).eval()
-        self.bfloat16 = self.device.type == "cuda" if bfloat16 is None else bfloat16
+        self.bfloat16 = use_bfloat16(self.device, bfloat16)
         self.labels = list(model.labels)
         # GPU: forwards run on a thread of their own (None: on a GPU only), see _submit_forward
         background = self.device.type == "cuda" if background is None else background
@@ -146,9 +145,6 @@ class WindowClassifier:
         self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
 
     # -- the model ----------------------------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, torch.bfloat16) if self.bfloat16 else contextlib.nullcontext()
-
     def _to_device(self, tokens: np.ndarray) -> torch.Tensor:
         """Token bytes on the device (the model widens each piece it reads: a batch of long windows stays small)."""
         return torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device, non_blocking=True)
@@ -180,7 +176,7 @@ class WindowClassifier:
         if min(lengths) < tokens.shape[1]:
             valid = torch.tensor(lengths, device=self.device)
             mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
-        with self._autocast():
+        with autocast(self.device, self.bfloat16):
             logits = self.model.forward_in_pieces(ids, mask, self.piece)
         return self._fetch(logits)
 
@@ -196,7 +192,7 @@ class WindowClassifier:
     def _forward_stateful_now(self, tokens: np.ndarray, states: list) -> Pending:
         full, tail = divmod(len(tokens), self.window)
         ids = self._to_device(tokens)[None]
-        with self._autocast():
+        with autocast(self.device, self.bfloat16):
             hidden = self.model.backbone(ids, states)[0]  # (piece, d_model)
             pooled = [self.model.pool(hidden[: full * self.window].reshape(full, self.window, -1))] if full else []
             if tail:

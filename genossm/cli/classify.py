@@ -7,7 +7,6 @@ are cut, batched, carried over (``--stateful``) and aggregated in genossm/classi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.fileio import atomic_open
+from genossm.cli.output import check_new_output, open_output
 
 
 @dataclass
@@ -51,11 +50,10 @@ def run(args: argparse.Namespace) -> None:
     from genossm.classification.infer import WindowClassifier
     from genossm.classification.report import write_json, write_tsv
     from genossm.data.stream import fasta_chunks
-    from genossm.inference import resolve_device
+    from genossm.inference import dtype_choice, resolve_device
 
     opts = resolve_options(ClassifyOptions, args)
-    if opts.output is not None and opts.output.exists():
-        raise FileExistsError(f"output {opts.output} already exists; choose another --output or remove it")
+    check_new_output(opts.output)
     device = resolve_device(opts.device)
     classifier = WindowClassifier(
         load_classifier(opts.model),
@@ -65,14 +63,14 @@ def run(args: argparse.Namespace) -> None:
         batch_tokens=opts.batch_tokens,
         max_n_fraction=opts.max_n_fraction,
         device=device,
-        bfloat16=None if opts.dtype == "auto" else opts.dtype == "bfloat16",
+        bfloat16=dtype_choice(opts.dtype),
         per_window=opts.per_window,
     )
     start = time.perf_counter()
     chunks = fasta_chunks(opts.fasta, progress=opts.progress)
     first = next(chunks)  # a file that is empty or not FASTA fails here, before any output
     predictions = classifier.predict(itertools.chain([first], chunks))
-    with atomic_open(opts.output, "w") if opts.output else contextlib.nullcontext(sys.stdout) as out:
+    with open_output(opts.output) as out:
         if opts.json:
             totals = write_json(out, predictions, classifier.labels)
         else:

@@ -8,7 +8,6 @@ in genossm/scoring/likelihood.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.fileio import atomic_open
+from genossm.cli.output import check_new_output, open_output
 
 
 @dataclass
@@ -49,13 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from genossm.data.stream import bed_regions, fasta_chunks, region_chunks
-    from genossm.inference import resolve_device
+    from genossm.inference import dtype_choice, resolve_device
     from genossm.scoring import LikelihoodScorer, load_language_model
     from genossm.scoring.report import write_json, write_tsv
 
     opts = resolve_options(ScoreOptions, args)
-    if opts.output is not None and opts.output.exists():
-        raise FileExistsError(f"output {opts.output} already exists; choose another --output or remove it")
+    check_new_output(opts.output)
     if opts.split is not None and opts.bed is None:
         raise ValueError("--split picks intervals of a --bed file; pass --bed too")
     device = resolve_device(opts.device)
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
         window=opts.window,
         batch_tokens=opts.batch_tokens,
         device=device,
-        bfloat16=None if opts.dtype == "auto" else opts.dtype == "bfloat16",
+        bfloat16=dtype_choice(opts.dtype),
     )
     start = time.perf_counter()
     if opts.bed is not None:
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
         chunks = fasta_chunks(opts.fasta, progress=opts.progress)
     first = next(chunks)  # a file that is empty or not FASTA fails here, before any output
     scores = scorer.score(itertools.chain([first], chunks))
-    with atomic_open(opts.output, "w") if opts.output else contextlib.nullcontext(sys.stdout) as out:
+    with open_output(opts.output) as out:
         if opts.json:
             totals = write_json(out, scores, str(opts.fasta), str(opts.model), opts.window)
         else:

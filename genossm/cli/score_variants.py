@@ -6,7 +6,6 @@ model, log p(alternative window) - log p(reference window) in nats (genossm/scor
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Literal
 from tqdm import tqdm
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.fileio import atomic_open
+from genossm.cli.output import check_new_output, open_output
 
 COLUMNS = ("chrom", "pos", "id", "ref", "alt", "llr")
 
@@ -42,13 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from genossm.data.genome import Genome
-    from genossm.inference import resolve_device
+    from genossm.inference import dtype_choice, resolve_device
     from genossm.scoring import LikelihoodScorer, load_language_model
     from genossm.scoring.variants import VcfReader, variant_effects
 
     opts = resolve_options(ScoreVariantsOptions, args)
-    if opts.output is not None and opts.output.exists():
-        raise FileExistsError(f"output {opts.output} already exists; choose another --output or remove it")
+    check_new_output(opts.output)
     if opts.window < 2:
         raise ValueError(f"--window must be at least 2 bases, not {opts.window}")
     if not opts.vcf.is_file():
@@ -58,12 +56,12 @@ def run(args: argparse.Namespace) -> None:
         load_language_model(opts.model),
         batch_tokens=opts.batch_tokens,
         device=device,
-        bfloat16=None if opts.dtype == "auto" else opts.dtype == "bfloat16",
+        bfloat16=dtype_choice(opts.dtype),
     )
     genome = Genome(opts.fasta)
     variants = VcfReader(opts.vcf, genome)
     start, count = time.perf_counter(), 0
-    with atomic_open(opts.output, "w") if opts.output else contextlib.nullcontext(sys.stdout) as out:
+    with open_output(opts.output) as out:
         out.write("\t".join(COLUMNS) + "\n")
         bar = tqdm(unit=" variants", file=sys.stderr, disable=not opts.progress)
         for effect in variant_effects(scorer, genome, variants, opts.window):

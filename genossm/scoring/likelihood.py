@@ -17,7 +17,6 @@ and batched with rows of the same padded length; the padding is never a target.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -32,7 +31,14 @@ from genossm.data.genome import RecordChunk
 from genossm.data.intervals import IS_BASE
 from genossm.data.steps import IGNORE_INDEX
 from genossm.data.tokenizer import PAD_ID
-from genossm.inference import check_vocabulary, default_batch_tokens, padded_length, resolve_device
+from genossm.inference import (
+    autocast,
+    check_vocabulary,
+    default_batch_tokens,
+    padded_length,
+    resolve_device,
+    use_bfloat16,
+)
 from genossm.models import MambaLMHeadModel, from_pretrained
 from genossm.models.pretrained import META_NAME
 from genossm.models.state import MixerState
@@ -102,7 +108,7 @@ class LikelihoodScorer:
         self.device = resolve_device(device)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.model = model.to(self.device).eval()
-        self.bfloat16 = self.device.type == "cuda" if bfloat16 is None else bfloat16
+        self.bfloat16 = use_bfloat16(self.device, bfloat16)
         # the widest row (inputs + the last target): a window, or a piece of a whole record
         self.width = (window if window is not None else self.batch_tokens) + 1
         self._queue: deque[SequenceScore] = deque()  # records not yet given out, in file order
@@ -118,8 +124,7 @@ class LikelihoodScorer:
         tokens = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device).long()
         targets = tokens[:, 1:]
         labels = targets.masked_fill(~self._is_base[targets], IGNORE_INDEX)
-        autocast = torch.autocast(self.device.type, torch.bfloat16) if self.bfloat16 else contextlib.nullcontext()
-        with autocast:
+        with autocast(self.device, self.bfloat16):
             logits = self.model(tokens[:, :-1], states).logits
         return token_losses(logits, labels).sum(1, dtype=torch.float64), (labels != IGNORE_INDEX).sum(1)
 
