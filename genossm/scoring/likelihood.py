@@ -142,8 +142,8 @@ class LikelihoodScorer:
                 self._queue.append(record)
             record.length += len(chunk.tokens)
             pending = np.concatenate([pending, chunk.tokens])
-            while len(pending) > self.width or (self.window is not None and len(pending) == self.width):
-                if self.window is None and states is None:  # longer than a piece: carry the state
+            while len(pending) >= self.width:
+                if self.window is None and states is None:  # a whole record of a piece or more: carry the state
                     states = self.model.allocate_states(1)
                 self._run(record, pending[: self.width], states)
                 pending = pending[self.width - 1 :]
