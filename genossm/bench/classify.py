@@ -88,7 +88,7 @@ def load_model(name: str) -> MambaForSequenceClassification:
 
 def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
     """Time reading alone, then every length and mode; print the table and return its rows."""
-    from genossm.classification.infer import PIECE, WindowClassifier
+    from genossm.classification.infer import PIECE, WindowReader
     from genossm.data.stream import fasta_chunks
 
     device = pick_device(opts.device)
@@ -114,7 +114,7 @@ def run(opts: ClassifyBenchOptions) -> list[dict[str, object]]:
     seqlens = [int(s) for s in opts.seqlen.split(",")]
     pieces = [int(p) for p in opts.piece.split(",")] if opts.piece else [None]
     for seqlen, mode, piece in itertools.product(seqlens, opts.modes.split(","), pieces):
-        engine = WindowClassifier(
+        engine = WindowReader(
             model, window=seqlen, stateful=mode == "stateful", batch_tokens=opts.batch_tokens, device=device,
             bfloat16=bfloat16, piece=piece or PIECE,
         )  # fmt: skip

@@ -31,7 +31,7 @@ from genossm.training.run_dir import RunDir, is_first_process, run_folder
 from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer
 
 from .checkpoints import init_config, init_from
-from .infer import WindowClassifier
+from .infer import WindowReader
 from .kmer import KmerBaseline
 from .metrics import evaluate, plot_confusion
 from .module import ClassifierModule
@@ -139,7 +139,7 @@ def build_module(
 
 
 def evaluate_classifier(
-    classifier: WindowClassifier,
+    classifier: WindowReader,
     held_out: tuple[np.ndarray, np.ndarray],
     train: tuple[np.ndarray, np.ndarray],
     kmer_k: int,
@@ -169,10 +169,10 @@ def compare_reading_modes(
     carried from the windows before it (stateful): the same windows, with and without the context before them."""
     result: dict[str, Any] = {"regions": len(regions), "bases": sum(len(r[2]) for r in regions)}
     for mode in ("windowed", "stateful"):
-        engine = WindowClassifier(model, stateful=mode == "stateful", batch_tokens=batch_tokens, per_window=True)
+        engine = WindowReader(model, stateful=mode == "stateful", batch_tokens=batch_tokens, per_window=True)
         truth, predicted = [], []
         for (label, _, _), record in zip(regions, engine.predict(region_chunks(regions)), strict=True):
-            classified = [w.probs for w in record.detail or [] if w.probs is not None]
+            classified = [w.values for w in record.detail or [] if w.values is not None]
             truth += [label] * len(classified)
             predicted += [int(np.argmax(p)) for p in classified]
         result[mode] = evaluate(np.array(truth), np.array(predicted), engine.labels).to_dict()
@@ -196,7 +196,7 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     if trainer.global_rank != 0:
         return None
     module.model.save_pretrained(run.model)
-    classifier = WindowClassifier(module.model, batch_tokens=max(opts.tokens_per_step, opts.seqlen))
+    classifier = WindowReader(module.model, batch_tokens=max(opts.tokens_per_step, opts.seqlen))
     held_out, train = heldout_windows(data), kmer_training_windows(data, opts.kmer_windows)
     summary = {
         "labels": labels,

@@ -1,11 +1,13 @@
-"""Classifying every record of a genome: windows of the model's length, batched, aggregated per record and per file.
+"""Reading every record of a genome in windows through a pooled encoder, batched, aggregated per record and per
+file: class probabilities with a classifier (``genossm classify``), embeddings with a bare encoder (``genossm
+embed``). What follows says "classified" for both.
 
-**Windowed mode** (default): each window is classified on its own, from a zero state. Windows of all records are
+**Windowed mode** (default): each window is read on its own, from a zero state. Windows of all records are
 batched together (full windows with full windows; short records padded to the next power of two, with a mask so
 pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^20 on a GPU, 2^15 on the CPU).
 
 Windows longer than ``piece`` positions (2^11) are read piece by piece with the recurrent state carried over
-(:meth:`~genossm.models.MambaForSequenceClassification.forward_in_pieces`), ``batch_tokens / piece`` windows at a
+(:meth:`~genossm.models.SequenceEncoder.encode_in_pieces`), ``batch_tokens / piece`` windows at a
 time: on a GPU, 512 windows of 2^20 bases then run as 512 pieces of 512 x 2^11 tokens rather than each window as a
 batch of one, which the scan kernels would have to cut into segments and scan twice. The batch stays on the device
 as bytes (512 MB for 512 windows of 2^20); each piece is widened to token ids as it is read. On a GPU the forwards
@@ -18,10 +20,10 @@ window's hidden states are pooled on their own. This equals one forward over the
 afterwards (exactly, for a recurrent model). Records no longer than a window are the same in both modes and go
 through the batched path.
 
-**Aggregation**: a record's probabilities are the mean of its windows' class probabilities, each window weighted by
-its number of A/C/G/T bases (a short or mostly-N window counts less); the file's are the same mean over all windows
-of all records. Windows more than ``max_n_fraction`` N are not classified (and not counted); a record without any
-other window gets no label. The label is the class of highest probability.
+**Aggregation**: a record's values (class probabilities or embedding) are the mean of its windows' values, each
+window weighted by its number of A/C/G/T bases (a short or mostly-N window counts less); the file's are the same
+mean over all windows of all records. Windows more than ``max_n_fraction`` N are not classified (and not counted);
+a record without any other window gets no label. The label is the class of highest probability.
 """
 
 from __future__ import annotations
@@ -37,55 +39,56 @@ import torch
 from genossm.data.genome import RecordChunk
 from genossm.data.tokenizer import N_ID, PAD_ID, TOKENS
 from genossm.inference import autocast, default_batch_tokens, padded_length, resolve_device, use_bfloat16
-from genossm.models import MambaForSequenceClassification
+from genossm.models import MambaForSequenceClassification, SequenceEncoder
 
 from .windows import Window, WindowCutter
 
-Pending = Callable[[], np.ndarray]  # waits for a forward's class probabilities and returns them
+Pending = Callable[[], np.ndarray]  # waits for a forward's values (one row per window) and returns them
 BASE_IDS = np.array([TOKENS.index(b) for b in "ACGT"])
 
 
 @dataclass
-class WindowPrediction:
-    """One window of a record: bases [start, end), its A/C/G/T count, and class probabilities (None: skipped)."""
+class WindowResult:
+    """One window of a record: bases [start, end), its A/C/G/T count, and its values (None: skipped)."""
 
     start: int
     end: int
     bases: int
-    probs: np.ndarray | None = None
+    values: np.ndarray | None = None  # class probabilities, or the embedding
 
 
 @dataclass
-class RecordPrediction:
-    """A record's length, its number of windows and the weighted mean of their probabilities."""
+class RecordResult:
+    """A record's length, its number of windows and the weighted mean of their values."""
 
     name: str
     length: int = 0
     windows: int = 0  # windows cut from the record
     used: int = 0  # windows classified (the rest were mostly N)
-    detail: list[WindowPrediction] | None = None  # every window, when asked for
+    detail: list[WindowResult] | None = None  # every window, when asked for
     pending: int = 0  # windows still waiting in a batch
     closed: bool = False  # the record has ended: no more windows will come
-    weighted: np.ndarray | None = None  # sum over classified windows of bases * probs
+    weighted: np.ndarray | None = None  # sum over classified windows of bases * values
     weight: int = 0
 
     @property
-    def probs(self) -> np.ndarray | None:
-        """Class probabilities of the record, None when no window was classified."""
+    def values(self) -> np.ndarray | None:
+        """The record's values (class probabilities or embedding), None when no window was classified."""
         return None if self.weighted is None or self.weight == 0 else self.weighted / self.weight
 
-    def cut(self, window: WindowPrediction) -> None:
+    def cut(self, window: WindowResult) -> None:
         """A window of this record was cut (classified or not)."""
         self.windows += 1
         if self.detail is not None:
             self.detail.append(window)
 
-    def add(self, window: WindowPrediction, probs: np.ndarray) -> None:
-        """The probabilities of one of its windows."""
-        window.probs = probs
+    def add(self, window: WindowResult, values: np.ndarray) -> None:
+        """The values of one of its windows."""
+        window.values = values
         self.used += 1
         if window.bases:
-            self.weighted = probs * window.bases if self.weighted is None else self.weighted + probs * window.bases
+            weighted = values * window.bases
+            self.weighted = weighted if self.weighted is None else self.weighted + weighted
             self.weight += window.bases
 
 
@@ -101,12 +104,16 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
 PIECE = 1 << 11
 
 
-class WindowClassifier:
-    """Streams (record, offset, tokens) chunks through a classifier; yields each record's prediction in order."""
+class WindowReader:
+    """Streams (record, offset, tokens) chunks through an encoder; yields each record's result in file order.
+
+    A classifier gives class probabilities per window; any other :class:`SequenceEncoder` its pooled hidden states
+    (float32), then ``window`` must be given (an encoder records no training length) and ``labels`` is None.
+    """
 
     def __init__(
         self,
-        model: MambaForSequenceClassification,
+        model: SequenceEncoder,
         window: int | None = None,
         stride: int | None = None,
         stateful: bool = False,
@@ -118,7 +125,7 @@ class WindowClassifier:
         piece: int = PIECE,
         background: bool | None = None,
     ) -> None:
-        self.window = int(window or model.seqlen or 0)
+        self.window = int(window or getattr(model, "seqlen", None) or 0)
         if self.window < 1:
             raise ValueError("the model records no window length (seqlen); pass --window")
         self.stride = int(stride or self.window)
@@ -135,13 +142,15 @@ class WindowClassifier:
         self.piece = piece
         self.model = model.to(self.device).eval()
         self.bfloat16 = use_bfloat16(self.device, bfloat16)
-        self.labels = list(model.labels)
+        self.labels = list(model.labels) if isinstance(model, MambaForSequenceClassification) else None
+        # values per window: one per class, or the embedding's width
+        self.width = len(self.labels) if self.labels is not None else model.backbone.config.d_model
         # GPU: forwards run on a thread of their own (None: on a GPU only), see _submit_forward
         background = self.device.type == "cuda" if background is None else background
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="genossm-forward") if background else None
         self._queued: list[Future] = []  # forwards submitted to the thread
-        self._queue: deque[RecordPrediction] = deque()  # records not yet given out, in file order
-        self._batches: dict[int, list[tuple[RecordPrediction, WindowPrediction, np.ndarray]]] = {}
+        self._queue: deque[RecordResult] = deque()  # records not yet given out, in file order
+        self._batches: dict[int, list[tuple[RecordResult, WindowResult, np.ndarray]]] = {}
         self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
 
     # -- the model ----------------------------------------------------------------------------------------------
@@ -166,7 +175,7 @@ class WindowClassifier:
         self._queued.clear()
 
     def _forward(self, tokens: np.ndarray, lengths: list[int]) -> Pending:
-        """Probabilities (b, classes) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
+        """Values (b, classes or d_model) of a (b, padded length) batch whose rows hold ``lengths`` valid tokens."""
         return self._submit_forward(lambda: self._forward_now(tokens, lengths))
 
     @torch.inference_mode()
@@ -177,15 +186,15 @@ class WindowClassifier:
             valid = torch.tensor(lengths, device=self.device)
             mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
         with autocast(self.device, self.bfloat16):
-            logits = self.model.forward_in_pieces(ids, mask, self.piece)
-        return self._fetch(logits)
+            values = self._readout(self.model.encode_in_pieces(ids, mask, self.piece))
+        return self._fetch(values)
 
     def _rows(self, length: int) -> int:
         """Windows of ``length`` (padded) positions per forward."""
         return max(1, self.batch_tokens // min(length, self.piece))
 
     def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
-        """Probabilities of each window of one piece of a record, continuing from (and updating) ``states``."""
+        """Values of each window of one piece of a record, continuing from (and updating) ``states``."""
         return self._submit_forward(lambda: self._forward_stateful_now(tokens, states))
 
     @torch.inference_mode()
@@ -197,18 +206,24 @@ class WindowClassifier:
             pooled = [self.model.pool(hidden[: full * self.window].reshape(full, self.window, -1))] if full else []
             if tail:
                 pooled.append(self.model.pool(hidden[full * self.window :][None]))
-            logits = self.model.classifier(torch.cat(pooled))
-        return self._fetch(logits)
+            values = self._readout(torch.cat(pooled))
+        return self._fetch(values)
 
-    def _fetch(self, logits: torch.Tensor) -> Pending:
-        """Start copying the class probabilities to the host; the returned call waits for them (GPU: without
-        blocking the host until then, so it cuts the next windows while the device computes)."""
-        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+    def _readout(self, pooled: torch.Tensor) -> torch.Tensor:
+        """A window's values from its pooled hidden states: class probabilities, or the states themselves."""
+        if self.labels is None:
+            return pooled.to(torch.promote_types(pooled.dtype, torch.float32))
+        logits = self.model.classifier(pooled.to(self.model.classifier.weight.dtype))
+        return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+
+    def _fetch(self, values: torch.Tensor) -> Pending:
+        """Start copying the values to the host; the returned call waits for them (GPU: without blocking the host
+        until then, so it cuts the next windows while the device computes)."""
         if self.device.type != "cuda":
-            host = probs.numpy()
+            host = values.numpy()
             return lambda: host
-        pinned = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
-        pinned.copy_(probs, non_blocking=True)
+        pinned = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        pinned.copy_(values, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
 
@@ -229,24 +244,24 @@ class WindowClassifier:
             apply(wait())
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
+        """Values (n, classes or d_model) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
         windows = np.asarray(windows)
         rows = self._rows(windows.shape[1])
         parts = [
             self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))()
             for i in range(0, len(windows), rows)
         ]
-        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
+        return np.concatenate(parts) if parts else np.empty((0, self.width))
 
     # -- windowed (batched) path ------------------------------------------------------------------------------
-    def _cut(self, record: RecordPrediction, start: int, tokens: np.ndarray) -> tuple[WindowPrediction, bool]:
+    def _cut(self, record: RecordResult, start: int, tokens: np.ndarray) -> tuple[WindowResult, bool]:
         """Record a window of ``record``; whether it is classified (not more than ``max_n_fraction`` N)."""
         bases, n = base_counts(tokens)
-        prediction = WindowPrediction(start, start + len(tokens), bases)
+        prediction = WindowResult(start, start + len(tokens), bases)
         record.cut(prediction)
         return prediction, n <= self.max_n_fraction * len(tokens)
 
-    def _submit(self, record: RecordPrediction, window: Window) -> None:
+    def _submit(self, record: RecordResult, window: Window) -> None:
         """Queue a window for the batch of its padded length; run that batch when it is full."""
         prediction, usable = self._cut(record, window.start, window.tokens)
         if not usable:
@@ -266,22 +281,22 @@ class WindowClassifier:
         for row, (_, _, window) in enumerate(batch):
             tokens[row, : len(window)] = window
 
-        def apply(probs: np.ndarray) -> None:
-            for (record, prediction, _), p in zip(batch, probs, strict=True):
+        def apply(values: np.ndarray) -> None:
+            for (record, prediction, _), p in zip(batch, values, strict=True):
                 record.add(prediction, p)
                 record.pending -= 1
 
         self._defer(self._forward(tokens, [len(w) for _, _, w in batch]), apply)
 
     # -- stateful path ------------------------------------------------------------------------------------------
-    def _run_piece(self, record: RecordPrediction, tokens: np.ndarray, start: int, states: list) -> None:
+    def _run_piece(self, record: RecordResult, tokens: np.ndarray, start: int, states: list) -> None:
         """Classify the windows of a piece of ``record`` starting at ``start``, continuing from ``states``."""
         bounds = range(0, len(tokens), self.window)
         cuts = [self._cut(record, start + k, tokens[k : k + self.window]) for k in bounds]
         record.pending += 1
 
-        def apply(probs: np.ndarray) -> None:
-            for (prediction, usable), p in zip(cuts, probs, strict=True):
+        def apply(values: np.ndarray) -> None:
+            for (prediction, usable), p in zip(cuts, values, strict=True):
                 if usable:
                     record.add(prediction, p)
             record.pending -= 1
@@ -289,21 +304,21 @@ class WindowClassifier:
         self._defer(self._forward_stateful(tokens, states), apply)
 
     # -- streaming ---------------------------------------------------------------------------------------------
-    def _ready(self) -> Iterator[RecordPrediction]:
+    def _ready(self) -> Iterator[RecordResult]:
         while self._queue and self._queue[0].closed and self._queue[0].pending == 0:
             yield self._queue.popleft()
 
-    def predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordPrediction]:
-        """Predictions of the records streamed as ``chunks`` (a record starts at offset 0), in file order."""
+    def predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordResult]:
+        """Results of the records streamed as ``chunks`` (a record starts at offset 0), in file order."""
         try:
             yield from self._predict(chunks)
         except BaseException:  # an error, an interrupt, or a caller that stopped reading
             self._cancel_queued()
             raise
 
-    def _predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordPrediction]:
+    def _predict(self, chunks: Iterable[RecordChunk]) -> Iterator[RecordResult]:
         piece = (self.batch_tokens // self.window) * self.window
-        record: RecordPrediction | None = None
+        record: RecordResult | None = None
         cutter: WindowCutter | None = None
         pending = np.empty(0, dtype=np.uint8)  # stateful: bases not yet run
         states: list | None = None
@@ -313,7 +328,7 @@ class WindowClassifier:
                 if record is not None:
                     self._close(record, cutter, pending, states)
                     yield from self._ready()
-                record = RecordPrediction(chunk.name, detail=[] if self.per_window else None)
+                record = RecordResult(chunk.name, detail=[] if self.per_window else None)
                 self._queue.append(record)
                 cutter = None if self.stateful else WindowCutter(self.window, self.stride)
                 pending, states = np.empty(0, dtype=np.uint8), None
@@ -337,7 +352,7 @@ class WindowClassifier:
         yield from self._ready()
 
     def _close(
-        self, record: RecordPrediction, cutter: WindowCutter | None, pending: np.ndarray, states: list | None
+        self, record: RecordResult, cutter: WindowCutter | None, pending: np.ndarray, states: list | None
     ) -> None:
         """The record has ended: its last windows (stateful: the rest of it)."""
         if cutter is not None:

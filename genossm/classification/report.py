@@ -19,7 +19,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .infer import RecordPrediction, WindowPrediction
+from .infer import RecordResult, WindowResult
 
 
 @dataclass
@@ -33,11 +33,11 @@ class FileTotals:
     weighted: np.ndarray | None = None
     weight: int = 0
 
-    def add(self, record: RecordPrediction) -> None:
+    def add(self, record: RecordResult) -> None:
         self.length += record.length
         self.windows += record.used
         self.records += 1
-        if record.probs is None:
+        if record.values is None:
             self.unlabelled.append(record.name)
         if record.weighted is not None:
             self.weighted = record.weighted if self.weighted is None else self.weighted + record.weighted
@@ -59,21 +59,21 @@ def _tsv_row(name: str, length: int, windows: int, probs: np.ndarray | None, cla
     return "\t".join(cells) + "\n"
 
 
-def _window_name(record: str, window: WindowPrediction) -> str:
+def _window_name(record: str, window: WindowResult) -> str:
     return f"{record}:{window.start + 1}-{window.end}"
 
 
-def write_tsv(out: TextIO, predictions: Iterable[RecordPrediction], classes: list[str], file_name: str) -> FileTotals:
+def write_tsv(out: TextIO, predictions: Iterable[RecordResult], classes: list[str], file_name: str) -> FileTotals:
     """Write the header, a row per record (and its windows, when kept) as they come, then the file's row."""
     out.write("\t".join(["name", "length", "windows", "label", *(f"p_{c}" for c in classes)]) + "\n")
     totals = FileTotals()
     for record in predictions:
         totals.add(record)
-        out.write(_tsv_row(record.name, record.length, record.used, record.probs, classes))
+        out.write(_tsv_row(record.name, record.length, record.used, record.values, classes))
         for window in record.detail or []:
-            used = int(window.probs is not None)
+            used = int(window.values is not None)
             out.write(
-                _tsv_row(_window_name(record.name, window), window.end - window.start, used, window.probs, classes)
+                _tsv_row(_window_name(record.name, window), window.end - window.start, used, window.values, classes)
             )
         out.flush()
     out.write(_tsv_row(file_name, totals.length, totals.windows, totals.probs, classes))
@@ -84,7 +84,7 @@ def _probs_json(probs: np.ndarray | None, classes: list[str]) -> dict[str, float
     return None if probs is None else {c: float(p) for c, p in zip(classes, probs, strict=True)}
 
 
-def write_json(out: TextIO, predictions: Iterable[RecordPrediction], classes: list[str]) -> FileTotals:
+def write_json(out: TextIO, predictions: Iterable[RecordResult], classes: list[str]) -> FileTotals:
     """Write the whole result as one JSON object."""
     totals = FileTotals()
     records = []
@@ -94,16 +94,16 @@ def write_json(out: TextIO, predictions: Iterable[RecordPrediction], classes: li
             "name": record.name,
             "length": record.length,
             "windows": record.used,
-            "label": label_of(record.probs, classes),
-            "probs": _probs_json(record.probs, classes),
+            "label": label_of(record.values, classes),
+            "probs": _probs_json(record.values, classes),
         }
         if record.detail is not None:
             entry["per_window"] = [
                 {
                     "start": w.start,
                     "end": w.end,
-                    "label": label_of(w.probs, classes),
-                    "probs": _probs_json(w.probs, classes),
+                    "label": label_of(w.values, classes),
+                    "probs": _probs_json(w.values, classes),
                 }
                 for w in record.detail
             ]

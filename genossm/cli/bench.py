@@ -13,6 +13,7 @@ BENCHMARKS = {
     "ssd": ("genossm.bench.ssd", "SSDBenchOptions", "Mamba-2 SSD scan: Triton kernels vs mamba_ssm vs PyTorch"),
     "ssd-stages": ("genossm.bench.ssd_stages", "SSDStagesOptions", "SSD Triton kernels one by one, tile variants"),
     "classify": ("genossm.bench.classify", "ClassifyBenchOptions", "genossm classify: bases per second end to end"),
+    "generate": ("genossm.bench.generate", "GenerateBenchOptions", "genossm generate: new bases per second"),
     "selective-scan": (
         "genossm.bench.selective_scan",
         "SelectiveScanBenchOptions",

@@ -7,7 +7,6 @@ are cut, batched, carried over (``--stateful``) and aggregated in genossm/classi
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -47,15 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from genossm.classification.checkpoints import load_classifier
-    from genossm.classification.infer import WindowClassifier
+    from genossm.classification.infer import WindowReader
     from genossm.classification.report import write_json, write_tsv
-    from genossm.data.stream import fasta_chunks
+    from genossm.data.stream import sequence_chunks
     from genossm.inference import dtype_choice, resolve_device
 
     opts = resolve_options(ClassifyOptions, args)
     check_new_output(opts.output)
     device = resolve_device(opts.device)
-    classifier = WindowClassifier(
+    classifier = WindowReader(
         load_classifier(opts.model),
         window=opts.window,
         stride=opts.stride,
@@ -67,9 +66,7 @@ def run(args: argparse.Namespace) -> None:
         per_window=opts.per_window,
     )
     start = time.perf_counter()
-    chunks = fasta_chunks(opts.fasta, progress=opts.progress)
-    first = next(chunks)  # a file that is empty or not FASTA fails here, before any output
-    predictions = classifier.predict(itertools.chain([first], chunks))
+    predictions = classifier.predict(sequence_chunks(opts.fasta, progress=opts.progress))
     with open_output(opts.output) as out:
         if opts.json:
             totals = write_json(out, predictions, classifier.labels)

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "genossm.cli.score_variants",
         "zero-shot effect of VCF variants: log p(alternative) - log p(reference)",
     ),
+    "embed": ("genossm.cli.embed", "embeddings of every record, region or window of a FASTA file (.npz)"),
+    "generate": ("genossm.cli.generate", "sample new DNA after a prompt (or from scratch) with a language model"),
     "study": ("genossm.cli.study", "classification accuracy against window length (e.g. --config great-apes)"),
     "data": ("genossm.cli.data", "genome data: MAF to FASTA, downloads, FASTA indexes"),
     "bench": ("genossm.cli.bench", "benchmarks: model, kernels, data loading, classification throughput"),

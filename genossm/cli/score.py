@@ -8,7 +8,6 @@ in genossm/scoring/likelihood.py.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -47,15 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from genossm.data.stream import bed_regions, fasta_chunks, region_chunks
+    from genossm.data.stream import sequence_chunks
     from genossm.inference import dtype_choice, resolve_device
     from genossm.scoring import LikelihoodScorer, load_language_model
     from genossm.scoring.report import write_json, write_tsv
 
     opts = resolve_options(ScoreOptions, args)
     check_new_output(opts.output)
-    if opts.split is not None and opts.bed is None:
-        raise ValueError("--split picks intervals of a --bed file; pass --bed too")
     device = resolve_device(opts.device)
     scorer = LikelihoodScorer(
         load_language_model(opts.model),
@@ -65,12 +62,7 @@ def run(args: argparse.Namespace) -> None:
         bfloat16=dtype_choice(opts.dtype),
     )
     start = time.perf_counter()
-    if opts.bed is not None:
-        chunks = region_chunks(opts.fasta, bed_regions(opts.fasta, opts.bed, opts.split), progress=opts.progress)
-    else:
-        chunks = fasta_chunks(opts.fasta, progress=opts.progress)
-    first = next(chunks)  # a file that is empty or not FASTA fails here, before any output
-    scores = scorer.score(itertools.chain([first], chunks))
+    scores = scorer.score(sequence_chunks(opts.fasta, opts.bed, opts.split, opts.progress))
     with open_output(opts.output) as out:
         if opts.json:
             totals = write_json(out, scores, str(opts.fasta), str(opts.model), opts.window)

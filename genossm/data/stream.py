@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,23 @@ def region_chunks(
                     bar.update(len(tokens))
 
     return prefetched(read(), prefetch) if prefetch > 0 else read()
+
+
+def sequence_chunks(
+    fasta: str | Path, bed: str | Path | None = None, split: str | None = None, progress: bool = False
+) -> Iterator[RecordChunk]:
+    """What an inference command reads: every record of ``fasta``, or its ``bed`` regions (of ``split``). The first
+    chunk is read at once, so that a file that is empty or not FASTA fails here, before any output is written."""
+    if split is not None and bed is None:
+        raise ValueError("--split picks intervals of a --bed file; pass --bed too")
+    if bed is not None:
+        chunks = region_chunks(fasta, bed_regions(fasta, bed, split), progress=progress)
+    else:
+        chunks = fasta_chunks(fasta, progress=progress)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError(f"{bed or fasta}: nothing to read")
+    return itertools.chain([first], chunks)
 
 
 def _bar(total: int | None, name: str, show: bool) -> tqdm:

@@ -2,7 +2,14 @@
 
 from .backbone import Block, MixerModel
 from .config import MambaConfig
-from .heads import CausalLMOutput, MambaForSequenceClassification, MambaLMHeadModel, Model, from_pretrained
+from .heads import (
+    CausalLMOutput,
+    MambaForSequenceClassification,
+    MambaLMHeadModel,
+    Model,
+    SequenceEncoder,
+    from_pretrained,
+)
 from .mamba1 import Mamba
 from .mamba2 import Mamba2
 from .norm import RMSNorm, RMSNormGated
@@ -21,5 +28,6 @@ __all__ = [
     "Model",
     "RMSNorm",
     "RMSNormGated",
+    "SequenceEncoder",
     "from_pretrained",
 ]

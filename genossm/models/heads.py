@@ -53,32 +53,16 @@ class MambaLMHeadModel(SavesPretrained, nn.Module):
         return self.lm_head(hidden[:, 0])
 
 
-class MambaForSequenceClassification(SavesPretrained, nn.Module):
-    """Sequence classifier: ``backbone`` + pooling over positions + ``classifier`` (a linear layer)."""
+class SequenceEncoder(nn.Module):
+    """A backbone read as one vector per sequence: its final hidden states pooled over the valid positions (their
+    mean, or the last one, which a causal model computes from the whole sequence)."""
 
-    task = "classification"
-
-    def __init__(
-        self,
-        config: MambaConfig,
-        labels: list[str],
-        pooling: str = "mean",
-        initializer_cfg: dict | None = None,
-        device=None,
-        dtype=None,
-    ) -> None:
+    def __init__(self, backbone: MixerModel, pooling: str = "mean") -> None:
         super().__init__()
-        if len(labels) < 2:
-            raise ValueError(f"a classifier needs at least two labels, got {labels}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
-        self.config = config
-        self.labels = list(labels)
+        self.backbone = backbone
         self.pooling = pooling
-        self.tokens: list[str] | None = None
-        self.seqlen: int | None = None  # the window length it was trained on, saved beside the weights when set
-        self.backbone = MixerModel(config, initializer_cfg, device=device, dtype=dtype)
-        self.classifier = nn.Linear(config.d_model, len(labels), device=device, dtype=dtype)
 
     def allocate_states(self, batch_size: int, dtype: torch.dtype | None = None) -> list[MixerState]:
         """Zero recurrent states, to read a long sequence window by window."""
@@ -94,17 +78,17 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
         last = (mask.sum(1).long() - 1).clamp(min=0)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def forward(self, input_ids: Tensor, mask: Tensor | None = None, states: list[MixerState] | None = None) -> Tensor:
-        """Token ids (b, l) -> class logits (b, labels)."""
-        return self.classifier(self.pool(self.backbone(input_ids, states), mask))
+    def encode(self, input_ids: Tensor, mask: Tensor | None = None, states: list[MixerState] | None = None) -> Tensor:
+        """Token ids (b, l) -> pooled hidden states (b, d_model)."""
+        return self.pool(self.backbone(input_ids, states), mask)
 
-    def forward_in_pieces(self, input_ids: Tensor, mask: Tensor | None, piece: int) -> Tensor:
-        """:meth:`forward` from a zero state, reading ``piece`` positions at a time with the recurrent state carried
-        from piece to piece (equal up to rounding): memory is that of one piece, and many long sequences share each
-        kernel launch instead of one sequence cut into segments."""
+    def encode_in_pieces(self, input_ids: Tensor, mask: Tensor | None, piece: int) -> Tensor:
+        """:meth:`encode` from a zero state, reading ``piece`` positions at a time with the recurrent state carried
+        from piece to piece (equal up to rounding; float32 sums when longer than a piece): memory is that of one
+        piece, and many long sequences share each kernel launch instead of one sequence cut into segments."""
         batch, length = input_ids.shape
         if length <= piece:
-            return self(input_ids, mask)
+            return self.encode(input_ids, mask)
         valid = mask if mask is not None else torch.ones(batch, length, dtype=torch.bool, device=input_ids.device)
         states = self.allocate_states(batch)
         pooled = None
@@ -120,7 +104,35 @@ class MambaForSequenceClassification(SavesPretrained, nn.Module):
                 pooled = part if pooled is None else torch.where(part_valid.any(1, keepdim=True), part, pooled)
         if self.pooling == "mean":
             pooled = pooled / valid.sum(1, keepdim=True).clamp(min=1)
-        return self.classifier(pooled.to(self.classifier.weight.dtype))
+        return pooled
+
+
+class MambaForSequenceClassification(SavesPretrained, SequenceEncoder):
+    """Sequence classifier: a :class:`SequenceEncoder` (``backbone`` + pooling) + ``classifier`` (a linear layer)."""
+
+    task = "classification"
+
+    def __init__(
+        self,
+        config: MambaConfig,
+        labels: list[str],
+        pooling: str = "mean",
+        initializer_cfg: dict | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        if len(labels) < 2:
+            raise ValueError(f"a classifier needs at least two labels, got {labels}")
+        super().__init__(MixerModel(config, initializer_cfg, device=device, dtype=dtype), pooling)
+        self.config = config
+        self.labels = list(labels)
+        self.tokens: list[str] | None = None
+        self.seqlen: int | None = None  # the window length it was trained on, saved beside the weights when set
+        self.classifier = nn.Linear(config.d_model, len(labels), device=device, dtype=dtype)
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None, states: list[MixerState] | None = None) -> Tensor:
+        """Token ids (b, l) -> class logits (b, labels)."""
+        return self.classifier(self.encode(input_ids, mask, states))
 
     def metadata(self) -> dict[str, Any]:
         """genossm.json of a classifier: the labels, the pooling and the training window length as well."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from synthetic import TINY
 
-from genossm.classification.infer import WindowClassifier
+from genossm.classification.infer import WindowReader
 from genossm.cli.main import main
 from genossm.data.genome import RecordChunk
 from genossm.data.tokenizer import TOKENS, encode
@@ -60,23 +60,23 @@ def window_probs(model, tokens: np.ndarray, bounds) -> np.ndarray:
 def test_windows_batching_and_weighted_mean():
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(100, 0))
-    engine = WindowClassifier(model, stride=24, batch_tokens=64, per_window=True, device="cpu")
+    engine = WindowReader(model, stride=24, batch_tokens=64, per_window=True, device="cpu")
     (record,) = engine.predict(chunked("r", tokens, [7, 50, 43]))
     bounds = [(0, 32), (24, 56), (48, 80), (68, 100)]  # the last window ends at the record's end
     assert [(w.start, w.end) for w in record.detail] == bounds
     expected = window_probs(model, tokens, bounds)
-    assert np.allclose(np.stack([w.probs for w in record.detail]), expected, atol=1e-12)
-    assert record.windows == record.used == 4 and np.allclose(record.probs, expected.mean(0), atol=1e-12)
+    assert np.allclose(np.stack([w.values for w in record.detail]), expected, atol=1e-12)
+    assert record.windows == record.used == 4 and np.allclose(record.values, expected.mean(0), atol=1e-12)
 
 
 def test_short_records_are_padded_not_dropped():
     model = make_classifier(torch.float64)
     short, tiny = encode(random_bases(20, 1)), encode(random_bases(3, 2))
     chunks = [*chunked("short", short, [20]), *chunked("tiny", tiny, [3])]
-    records = list(WindowClassifier(model, batch_tokens=1 << 10, device="cpu").predict(chunks))
+    records = list(WindowReader(model, batch_tokens=1 << 10, device="cpu").predict(chunks))
     assert [(r.name, r.length, r.used) for r in records] == [("short", 20, 1), ("tiny", 3, 1)]
-    assert np.allclose(records[0].probs, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
-    assert np.allclose(records[1].probs, window_probs(model, tiny, [(0, 3)])[0], atol=1e-12)
+    assert np.allclose(records[0].values, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
+    assert np.allclose(records[1].values, window_probs(model, tiny, [(0, 3)])[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
@@ -85,21 +85,21 @@ def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
     model.pooling = pooling
     long, short = encode(random_bases(100, 5)), encode(random_bases(20, 6))
     chunks = [*chunked("long", long, [100]), *chunked("short", short, [20])]
-    engine = WindowClassifier(
+    engine = WindowReader(
         model, stride=24, batch_tokens=64, per_window=True, piece=8, device="cpu"
     )  # 8 windows per batch
     records = list(engine.predict(chunks))
     bounds = [(0, 32), (24, 56), (48, 80), (68, 100)]
-    assert np.allclose(np.stack([w.probs for w in records[0].detail]), window_probs(model, long, bounds), atol=1e-12)
+    assert np.allclose(np.stack([w.values for w in records[0].detail]), window_probs(model, long, bounds), atol=1e-12)
     # the short record is padded to 32 positions: its last valid one falls inside the third piece
-    assert np.allclose(records[1].probs, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
+    assert np.allclose(records[1].values, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("batch_tokens", [WINDOW, 2 * WINDOW, 1 << 12])
 def test_stateful_equals_one_pass_over_the_record(batch_tokens):
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(4 * WINDOW + 11, 3))
-    engine = WindowClassifier(model, stateful=True, batch_tokens=batch_tokens, per_window=True, device="cpu")
+    engine = WindowReader(model, stateful=True, batch_tokens=batch_tokens, per_window=True, device="cpu")
     (record,) = engine.predict(chunked("chr", tokens, [5, 70, 40, 24]))
     bounds = [(0, 32), (32, 64), (64, 96), (96, 128), (128, 139)]
     assert [(w.start, w.end) for w in record.detail] == bounds
@@ -107,7 +107,7 @@ def test_stateful_equals_one_pass_over_the_record(batch_tokens):
         hidden = model.backbone(torch.from_numpy(tokens).long()[None])[0]
         logits = torch.stack([model.classifier(model.pool(hidden[a:b][None]))[0] for a, b in bounds])
     expected = torch.softmax(logits, -1).numpy()
-    assert np.allclose(np.stack([w.probs for w in record.detail]), expected, atol=1e-12)
+    assert np.allclose(np.stack([w.values for w in record.detail]), expected, atol=1e-12)
     # the first window has no earlier context: the same as in windowed mode; later ones differ
     independent = window_probs(model, tokens, bounds)
     assert np.allclose(expected[0], independent[0], atol=1e-12) and not np.allclose(expected[1:], independent[1:])
@@ -121,8 +121,8 @@ def test_forwards_on_their_own_thread_give_the_same_probabilities(stateful, monk
               if len(c.tokens)]  # fmt: skip
 
     def run(background):
-        engine = WindowClassifier(model, stateful=stateful, batch_tokens=2 * WINDOW, background=background)
-        return np.stack([r.probs for r in engine.predict(iter(chunks))])
+        engine = WindowReader(model, stateful=stateful, batch_tokens=2 * WINDOW, background=background)
+        return np.stack([r.values for r in engine.predict(iter(chunks))])
 
     threads = set()
     run_backbone = model.backbone.forward
@@ -146,14 +146,14 @@ def test_an_error_on_the_forward_thread_reaches_the_caller(monkeypatch):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(model.backbone, "forward", fail)
-    engine = WindowClassifier(model, batch_tokens=2 * WINDOW, background=True)
+    engine = WindowReader(model, batch_tokens=2 * WINDOW, background=True)
     with pytest.raises(RuntimeError, match="out of memory"):
         list(engine.predict(chunked("r", encode(random_bases(100, 23)), [100])))
     assert engine._queued == []  # the run dropped what it had queued
 
 
 def test_an_interrupted_run_drops_the_forwards_not_yet_started():
-    engine = WindowClassifier(make_classifier(torch.float64), background=True)
+    engine = WindowReader(make_classifier(torch.float64), background=True)
     started, release = threading.Event(), threading.Event()
 
     def blocking():
@@ -173,9 +173,9 @@ def test_an_interrupted_run_drops_the_forwards_not_yet_started():
 def test_windows_mostly_n_are_not_counted():
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(32, 4) + "N" * 32)
-    (record,) = WindowClassifier(model, per_window=True, device="cpu").predict(chunked("r", tokens, [64]))
-    assert record.windows == 2 and record.used == 1 and record.detail[1].probs is None
-    assert np.allclose(record.probs, record.detail[0].probs)
+    (record,) = WindowReader(model, per_window=True, device="cpu").predict(chunked("r", tokens, [64]))
+    assert record.windows == 2 and record.used == 1 and record.detail[1].values is None
+    assert np.allclose(record.values, record.detail[0].values)
 
 
 def tsv_rows(text: str) -> list[list[str]]:
@@ -273,9 +273,9 @@ def test_gpu_gives_the_cpu_probabilities(stateful):
     short = encode(random_bases(9, 13))
 
     def run(device, bfloat16):
-        engine = WindowClassifier(model, stateful=stateful, batch_tokens=2 * WINDOW, device=device, bfloat16=bfloat16)
+        engine = WindowReader(model, stateful=stateful, batch_tokens=2 * WINDOW, device=device, bfloat16=bfloat16)
         chunks = [*chunked("long", tokens, [40, 100, 27]), *chunked("short", short, [9])]
-        return np.stack([r.probs for r in engine.predict(chunks)])
+        return np.stack([r.values for r in engine.predict(chunks)])
 
     cpu = run("cpu", False)
     assert np.allclose(run("cuda", False), cpu, atol=1e-4)

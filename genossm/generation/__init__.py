@@ -1,0 +1,6 @@
+"""Generating DNA with a language model: prompts read by the full forward pass, then one recurrent step per new
+base for all samples at once (``sampler.py``)."""
+
+from .sampler import Sampler, Sampling, encode_prompt
+
+__all__ = ["Sampler", "Sampling", "encode_prompt"]
