@@ -1,24 +1,27 @@
 """How human-like is DNA sampled from a pretrained language model? Samples of `genossm generate` against held-out
 human sequence and against Markov chains fit to the training sequence.
 
-    python scripts/generation_study.py --fasta /tmp/apes/Hsap.fa --model runs/lm-1k/model --out results/runs/generation
+    python scripts/generation_study.py --fasta /tmp/apes/Hsap.fa --model "L = 2^10=runs/lm-1k/model" \
+        --model "L = 2^20=runs/lm-1m/model" --out results/runs/generation
 
 Held-out and training sequence are the blocks ``genossm pretrain`` uses for a FASTA without a BED (test: the last 5%
 of each record, train: the first 90%). Each generator produces ``--samples`` sequences of ``--length`` bases:
 
-- the language model from an empty prompt at each ``--temperature``;
+- each language model (``--model NAME=DIR``, repeated) from an empty prompt at each ``--temperature``;
 - Markov chains of each ``--markov`` order, fit on the training block (counts + 1), started from training k-mers.
 
 The held-out block is cut in two halves: the second is the reference, the first a set of real sequence of the same
 size as every generated set (``--length`` x as many samples as fit in it), the floor of every divergence. For each set:
 GC fraction, CpG observed / expected, the Jensen-Shannon divergence (bits) of its k-mer spectrum from the reference's
-(k = 2 ... 12), the fraction of its 16-mers found in the training block, and its bits per base under the language
-model. Writes ``rows.json``, ``table.md`` and ``kmer_divergence.png``.
+(k = 2 ... 12), the fraction of its 16-mers found in the training block, its bits per base under the first model,
+and its GC fraction along the position in the samples (bins of 1 kb: does it drift away from where it starts?).
+Writes ``rows.json``, ``table.md``, ``kmer_divergence.png`` and ``gc_position.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ from genossm.scoring.likelihood import SequenceScore
 
 KS = [2, 4, 6, 8, 10, 12]
 SEEN_K = 16
+GC_BIN = 1024
 TO_BASE = np.full(VOCAB_SIZE, 4, dtype=np.int64)  # token id -> 0..3 for A, C, G, T; 4 for anything else
 TO_BASE[list(BASE_IDS)] = np.arange(4)
 
@@ -116,24 +120,30 @@ def bits_per_base(scorer: LikelihoodScorer, seqs: list[np.ndarray]) -> float:
     return totals.bits_per_base
 
 
-def row(name: str, seqs: list[np.ndarray], spectra: dict, seen: np.ndarray, scorer: LikelihoodScorer) -> dict:
-    """Every statistic of one set of sequences, its k-mer spectra against the reference ``spectra``."""
+def row(name: str, seqs: list[np.ndarray], spectra: dict, seen: np.ndarray, scorer: LikelihoodScorer,
+        samples: bool = True) -> dict:  # fmt: skip
+    """Every statistic of one set of sequences, its k-mer spectra against the reference ``spectra``; ``samples``:
+    sequences of equal length, whose GC is also taken along the position."""
     result = {"source": name, "bases": int(sum(len(s) for s in seqs)), **composition(seqs)}
     for k in KS:
         result[f"js_{k}"] = js_divergence(spectrum(seqs, k), spectra[k])
     codes = np.concatenate([kmer_codes(s, SEEN_K) for s in seqs])
     result["seen_16mers"] = float(np.isin(codes, seen).mean())
     result["model_bits_per_base"] = bits_per_base(scorer, seqs)
+    if samples:
+        stacked = np.stack(seqs)[:, : len(seqs[0]) // GC_BIN * GC_BIN].reshape(len(seqs), -1, GC_BIN)
+        result["gc_by_position"] = ((stacked == 1) | (stacked == 2)).mean((0, 2)).tolist()
     print(json.dumps(result), flush=True)
     return result
 
 
 def table(rows: list[dict]) -> str:
-    header = ["source", "GC", "CpG o/e", *(f"JS k={k}" for k in KS), f"{SEEN_K}-mers seen in training",
-              "bits/base (model)"]  # fmt: skip
+    header = ["source", "GC", "GC first / last kb", "CpG o/e", *(f"JS k={k}" for k in KS),
+              f"{SEEN_K}-mers seen in training", "bits/base (first model)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        cells = [r["source"], f"{r['gc']:.3f}", f"{r['cpg_oe']:.3f}", *(f"{r[f'js_{k}']:.4f}" for k in KS),
+        ends = f"{r['gc_by_position'][0]:.3f} / {r['gc_by_position'][-1]:.3f}" if "gc_by_position" in r else "-"
+        cells = [r["source"], f"{r['gc']:.3f}", ends, f"{r['cpg_oe']:.3f}", *(f"{r[f'js_{k}']:.4f}" for k in KS),
                  f"{r['seen_16mers']:.3f}", f"{r['model_bits_per_base']:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -142,9 +152,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fasta", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", action="append", required=True, help="NAME=DIR of a language model (repeat)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--name", default="Mamba 1.4M", help="the model's name in the table")
     parser.add_argument("--length", type=int, default=16384)
     parser.add_argument("--temperature", type=float, nargs="+", default=[1.0, 0.8])
     parser.add_argument("--markov", type=int, nargs="+", default=[5, 10])
@@ -156,19 +165,20 @@ def main() -> None:
     spectra = {k: spectrum(second, k) for k in KS}
     samples = max(1, round(sum(len(s) for s in first) / args.length))
     seen = np.unique(np.concatenate([kmer_codes(s, SEEN_K) for s in train]))
-    model = load_language_model(args.model)
-    scorer = LikelihoodScorer(model)
+    models = dict(spec.rsplit("=", 1) for spec in args.model)
+    scorer = LikelihoodScorer(load_language_model(next(iter(models.values()))))
     rng = np.random.default_rng(0)
 
-    rows = [row("held-out human (first half of the test block)", first, spectra, seen, scorer)]
+    rows = [row("held-out human (first half of the test block)", first, spectra, seen, scorer, samples=False)]
     timings = []
-    for temperature in args.temperature:
-        sampler = Sampler(model, Sampling(temperature=temperature))
+    for (name, path), temperature in itertools.product(models.items(), args.temperature):
+        sampler = Sampler(load_language_model(path), Sampling(temperature=temperature))
         start = time.perf_counter()
         ids = sampler.generate([np.empty(0, np.uint8)], args.length, samples, seed=0, progress=False)
         seconds = time.perf_counter() - start
-        timings.append({"temperature": temperature, "samples": samples, "length": args.length, "s": seconds})
-        rows.append(row(f"{args.name}, T = {temperature:g}", list(TO_BASE[ids]), spectra, seen, scorer))
+        timings.append({"model": name, "temperature": temperature, "samples": samples, "length": args.length,
+                        "s": seconds})  # fmt: skip
+        rows.append(row(f"{name}, T = {temperature:g}", list(TO_BASE[ids]), spectra, seen, scorer))
     for order in args.markov:
         seqs = markov_sample(train, order, samples, args.length, rng)
         rows.append(row(f"Markov chain, order {order}", list(seqs), spectra, seen, scorer))
@@ -180,6 +190,13 @@ def main() -> None:
     plot_lines(points, "k", "js", "source", args.out / "kmer_divergence.png", logx=False, logy=True,
                title="k-mer spectrum divergence from held-out human chr22", ylabel="Jensen-Shannon divergence (bits)",
                xlabel="k")  # fmt: skip
+    reference = rows[0]["gc"]
+    bins = len(next(r["gc_by_position"] for r in rows if "gc_by_position" in r))
+    gc = [{"source": "held-out human (mean)", "kb": (i + 0.5) * GC_BIN / 1e3, "gc": reference} for i in range(bins)]
+    gc += [{"source": r["source"], "kb": (i + 0.5) * GC_BIN / 1e3, "gc": v}
+           for r in rows for i, v in enumerate(r.get("gc_by_position", []))]  # fmt: skip
+    plot_lines(gc, "kb", "gc", "source", args.out / "gc_position.png", logx=False, title="GC along the samples",
+               ylabel="GC fraction (mean over samples, 1 kb bins)", xlabel="position in the sample (kb)")  # fmt: skip
     print(table(rows))
 
 

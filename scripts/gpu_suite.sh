@@ -11,7 +11,8 @@
 # run), study (great apes, STUDY_STEPS per length, from scale-length's backbones), study-scratch (its control),
 # scale-7m and study-7m (the 7M model at 2^20), study-seeds (the study again with SEEDS, default "1 2", at
 # SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window),
-# variants (zero-shot scores of chimpanzee-lineage substitutions, results/variant-effects.md).
+# variants (zero-shot scores of chimpanzee-lineage substitutions, results/variant-effects.md), generation (samples
+# of genossm generate against real DNA, results/generation.md).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -141,6 +142,18 @@ for what in "$@"; do
       done
       step variants python3 scripts/ape_substitutions.py summarize --apes /tmp/apes --scores /tmp/subs \
         --out results/runs/variants ;;
+    generation)  # the 1.4M model pretrained at 2^10, 2^14 and 2^20, then samples of genossm generate against real DNA
+      models=()
+      for L in 1024 16384 1048576; do
+        [ -d "runs/lm-$L/model" ] || step "pretrain-$L" genossm pretrain --model mamba1-1.4m --seqlen "$L" \
+          --tokens-per-step 1048576 --max-steps 400 --lr 0.008 --val-every 100 --checkpoint-every 100 \
+          --data /tmp/apes/Hsap.fa --output "runs/lm-$L"
+        k=0; while (( (1 << k) < L )); do k=$((k + 1)); done
+        models+=(--model "1.4M, L = 2^$k=runs/lm-$L/model")
+      done
+      step bench-generate genossm bench generate --samples 1,64,1024 --out "$R/bench-generate"
+      step generation python3 scripts/generation_study.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
+        --out results/runs/generation ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done
