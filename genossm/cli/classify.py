@@ -11,14 +11,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import check_new_output, open_output
+from genossm.cli.output import InferenceOptions, check_new_output, open_output
 
 
 @dataclass
-class ClassifyOptions:
+class ClassifyOptions(InferenceOptions):
     """Options of ``genossm classify``."""
 
     fasta: Path = option(help="FASTA file to classify (plain, gzip or bgzip; any number of records, any size)")
@@ -35,9 +34,6 @@ class ClassifyOptions:
         None, "tokens per forward pass (windows per batch = this / window length; default 2^20 on GPU, 2^15 on CPU)"
     )
     max_n_fraction: float = option(0.5, "windows with a larger fraction of N are not classified")
-    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
-    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
-    progress: bool = option(True, "show a progress bar on standard error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import check_new_output
+from genossm.cli.output import InferenceOptions, check_new_output
 
 DEFAULT_WINDOW = 1 << 20
 
 
 @dataclass
-class EmbedOptions:
+class EmbedOptions(InferenceOptions):
     """Options of ``genossm embed``."""
 
     fasta: Path = option(help="FASTA file to embed (plain, gzip or bgzip; any number of records, any size)")
@@ -42,9 +42,6 @@ class EmbedOptions:
     per_window: bool = option(False, "also store one embedding per window (window_* arrays)")
     batch_tokens: int | None = option(None, "tokens per forward pass (default 2^20 on GPU, 2^15 on CPU)")
     max_n_fraction: float = option(0.5, "windows with a larger fraction of N are skipped")
-    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
-    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
-    progress: bool = option(True, "show a progress bar on standard error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

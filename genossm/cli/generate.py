@@ -13,19 +13,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import check_new_output, open_output
+from genossm.cli.output import InferenceOptions, check_new_output, open_output
 
 LINE_BASES = 80
 NO_PROMPT = "unconditional"  # the name of the samples drawn from scratch
 
 
 @dataclass
-class GenerateOptions:
+class GenerateOptions(InferenceOptions):
     """Options of ``genossm generate``."""
 
     model: Path = option(help="language-model directory, as written by genossm pretrain (OUTPUT/model) or mamba_ssm")
@@ -44,9 +44,6 @@ class GenerateOptions:
     output: Path | None = option(
         None, "write the FASTA to this file (it must not exist yet) instead of standard output"
     )
-    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
-    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
-    progress: bool = option(True, "show a progress bar on standard error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ def _scalar_type(annotation: Any) -> Any:
 def add_options(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
     """One ``--flag-name`` per field of ``cls`` (``positional`` fields become positional arguments)."""
     hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
+    for field in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):  # keyword-only (shared) options last
         kind = _scalar_type(hints[field.name])
         text = field.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = field.default if field.default is not dataclasses.MISSING else None

@@ -12,14 +12,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import check_new_output, open_output
+from genossm.cli.output import InferenceOptions, check_new_output, open_output
 
 
 @dataclass
-class ScoreOptions:
+class ScoreOptions(InferenceOptions):
     """Options of ``genossm score``."""
 
     fasta: Path = option(help="FASTA file to score (plain, gzip or bgzip; any number of records, any size)")
@@ -36,9 +35,6 @@ class ScoreOptions:
     batch_tokens: int | None = option(
         None, "tokens per forward pass, and the piece length of a whole record (default 2^20 on GPU, 2^15 on CPU)"
     )
-    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
-    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
-    progress: bool = option(True, "show a progress bar on standard error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

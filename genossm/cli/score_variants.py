@@ -10,18 +10,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from tqdm import tqdm
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import check_new_output, open_output
+from genossm.cli.output import InferenceOptions, check_new_output, open_output
 
 COLUMNS = ("chrom", "pos", "id", "ref", "alt", "llr")
 
 
 @dataclass
-class ScoreVariantsOptions:
+class ScoreVariantsOptions(InferenceOptions):
     """Options of ``genossm score-variants``."""
 
     fasta: Path = option(help="reference genome FASTA (plain, gzip or bgzip) whose records the VCF names")
@@ -30,9 +29,6 @@ class ScoreVariantsOptions:
     window: int = option(1024, "bases around each variant scored with each allele (the variant at the centre)")
     output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
     batch_tokens: int | None = option(None, "tokens per forward pass (default 2^20 on GPU, 2^15 on CPU)")
-    device: str = option("auto", "'auto' (the GPU when there is one), 'cpu' or 'cuda'")
-    dtype: Literal["auto", "float32", "bfloat16"] = option("auto", "auto: bfloat16 autocast on GPU, float32 on CPU")
-    progress: bool = option(True, "show a progress bar on standard error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
