@@ -153,7 +153,9 @@ for what in "$@"; do
       done
       step bench-generate genossm bench generate --samples 1,64,1024 --out "$R/bench-generate"
       step generation python3 scripts/generation_study.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
-        --out results/runs/generation ;;
+        --out results/runs/generation
+      step generation-prompted python3 scripts/prompted_drift.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
+        --out results/runs/generation-prompted ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done

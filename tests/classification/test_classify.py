@@ -265,7 +265,7 @@ def test_wrong_model_kind_and_vocabulary(tmp_path, capsys):
     assert "vocabulary mismatch" in err and str(tmp_path / "foreign" / "genossm.json") in err
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("stateful", [False, True])
 def test_gpu_gives_the_cpu_probabilities(stateful):
     model = make_classifier()
