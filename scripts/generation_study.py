@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genossm.bench.report import plot_lines
+from genossm.bench.report import markdown_table, plot_lines
 from genossm.data.genome import Genome, RecordChunk
 from genossm.data.intervals import split_by_region
 from genossm.data.tokenizer import BASE_IDS, N_ID, VOCAB_SIZE
@@ -138,15 +138,14 @@ def row(name: str, seqs: list[np.ndarray], spectra: dict, seen: np.ndarray, scor
 
 
 def table(rows: list[dict]) -> str:
-    header = ["source", "GC", "GC first / last kb", "CpG o/e", *(f"JS k={k}" for k in KS),
-              f"{SEEN_K}-mers seen in training", "bits/base (first model)"]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for r in rows:
+    def cells(r: dict) -> dict:
         ends = f"{r['gc_by_position'][0]:.3f} / {r['gc_by_position'][-1]:.3f}" if "gc_by_position" in r else "-"
-        cells = [r["source"], f"{r['gc']:.3f}", ends, f"{r['cpg_oe']:.3f}", *(f"{r[f'js_{k}']:.4f}" for k in KS),
-                 f"{r['seen_16mers']:.3f}", f"{r['model_bits_per_base']:.3f}"]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        return {"source": r["source"], "GC": f"{r['gc']:.3f}", "GC first / last kb": ends,
+                "CpG o/e": f"{r['cpg_oe']:.3f}", **{f"JS k={k}": f"{r[f'js_{k}']:.4f}" for k in KS},
+                f"{SEEN_K}-mers seen in training": f"{r['seen_16mers']:.3f}",
+                "bits/base (first model)": f"{r['model_bits_per_base']:.3f}"}  # fmt: skip
+
+    return markdown_table([cells(r) for r in rows]) + "\n"
 
 
 def main() -> None:

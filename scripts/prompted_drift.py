@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from generation_study import GC_BIN, TO_BASE
 
-from genossm.bench.report import plot_lines
+from genossm.bench.report import markdown_table, plot_lines
 from genossm.data.genome import Genome
 from genossm.data.intervals import split_by_region
 from genossm.fileio import atomic_write_text
@@ -61,14 +61,12 @@ def row(name: str, prompt_gc: np.ndarray, continuation: np.ndarray, real: np.nda
 
 
 def table(rows: list[dict], shown: list[int]) -> str:
-    header = ["continuation", "mean GC", *(f"r with prompt GC, kb {i + 1}" for i in shown),
-              *(f"abs GC error, kb {i + 1}" for i in shown)]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for r in rows:
-        cells = [r["source"], f"{r['gc']:.3f}", *(f"{r['r_with_prompt'][i]:+.2f}" for i in shown),
-                 *(f"{r['gc_error'][i]:.3f}" for i in shown)]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    def cells(r: dict) -> dict:
+        return {"continuation": r["source"], "mean GC": f"{r['gc']:.3f}",
+                **{f"r with prompt GC, kb {i + 1}": f"{r['r_with_prompt'][i]:+.2f}" for i in shown},
+                **{f"abs GC error, kb {i + 1}": f"{r['gc_error'][i]:.3f}" for i in shown}}  # fmt: skip
+
+    return markdown_table([cells(r) for r in rows]) + "\n"
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from genossm.bench.report import plot_lines
+from genossm.bench.report import markdown_table, plot_lines
 from genossm.data.genome import Genome
 from genossm.data.intervals import split_by_region
 from genossm.data.stream import region_chunks
@@ -49,14 +49,13 @@ def score_rows(fasta: Path, models: dict[str, Path]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """Markdown: a row per model and split, a column per window."""
-    header = ["model", "held out", *(f"2^{w.bit_length() - 1}" for w in WINDOWS), "whole"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
-    keys = dict.fromkeys((r["model"], r["split"]) for r in rows)
-    for model, split in keys:
+    table_rows = []
+    for model, split in dict.fromkeys((r["model"], r["split"]) for r in rows):
         bits = {r["window"]: r["bits_per_base"] for r in rows if (r["model"], r["split"]) == (model, split)}
-        cells = [f"{bits[w]:.4f}" if w in bits else "" for w in [*WINDOWS, None]]
-        lines.append("| " + " | ".join([model, split, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+        columns = {f"2^{w.bit_length() - 1}" if w else "whole": w for w in [*WINDOWS, None]}
+        table_rows.append({"model": model, "held out": split,
+                      **{c: f"{bits[w]:.4f}" if w in bits else "" for c, w in columns.items()}})  # fmt: skip
+    return markdown_table(table_rows) + "\n"
 
 
 def main() -> None:

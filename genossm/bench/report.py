@@ -14,6 +14,18 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as a GitHub markdown table."""
+    keys = list(rows[0])
+
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def write_json(rows: list[dict[str, object]], path: str | Path, **meta: object) -> None:
     """``{"meta": {...}, "rows": [...]}`` at ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from genossm.bench.report import plot_lines, write_json
+from genossm.bench.report import markdown_table, plot_lines, write_json
 from genossm.cli.options import build_options, option, read_yaml
 from genossm.fileio import atomic_write_text
 from genossm.models import MambaLMHeadModel
@@ -94,18 +94,6 @@ def result_row(name: str, run: PretrainOptions, summary: dict) -> dict:
         "peak_mem_gib": summary.get("train/peak_mem_gib"),
         "wall_s": summary.get("wall_s"),
     }
-
-
-def markdown_table(rows: list[dict]) -> str:
-    """The rows as a GitHub markdown table."""
-    keys = list(rows[0])
-
-    def cell(value: object) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def report(rows: list[dict], title: str, x_axis: str, opts: ScaleOptions) -> None:
