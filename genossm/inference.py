@@ -1,10 +1,14 @@
-"""What the inference commands (``genossm classify``, ``genossm score``) share: the device, bfloat16 autocast, the
-tokens per forward, the padded length of short rows, and the vocabulary check of a model directory."""
+"""What the inference engines (``genossm classify``, ``embed``, ``score``) share: the device, bfloat16 autocast, the
+tokens per forward, the padded length of short rows, the vocabulary check of a model directory, and reading each
+forward's results back one forward behind."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,3 +67,22 @@ def check_vocabulary(tokens: list[str] | None, config: MambaConfig, source: Path
             f"{source}: vocabulary mismatch: vocab_size {config.vocab_size} is smaller than genossm's "
             f"{VOCAB_SIZE} tokens"
         )
+
+
+class ResultsBehind:
+    """Results of queued device work, each applied once the next forward is queued: on a GPU the host meanwhile
+    prepares the next batch instead of waiting for the device."""
+
+    def __init__(self) -> None:
+        self._pending: deque[tuple[Callable[[], Any], Callable[[Any], None]]] = deque()
+
+    def defer(self, wait: Callable[[], Any], apply: Callable[[Any], None]) -> None:
+        """Queue ``apply(wait())``; run the ones queued before it."""
+        self._pending.append((wait, apply))
+        self.drain(keep=1)
+
+    def drain(self, keep: int = 0) -> None:
+        """Apply every result but the last ``keep``, in order."""
+        while len(self._pending) > keep:
+            wait, apply = self._pending.popleft()
+            apply(wait())

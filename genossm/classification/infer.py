@@ -38,7 +38,14 @@ import torch
 
 from genossm.data.genome import RecordChunk
 from genossm.data.tokenizer import N_ID, PAD_ID, TOKENS
-from genossm.inference import autocast, default_batch_tokens, padded_length, resolve_device, use_bfloat16
+from genossm.inference import (
+    ResultsBehind,
+    autocast,
+    default_batch_tokens,
+    padded_length,
+    resolve_device,
+    use_bfloat16,
+)
 from genossm.models import MambaForSequenceClassification, SequenceEncoder
 
 from .windows import Window, WindowCutter
@@ -151,7 +158,7 @@ class WindowReader:
         self._queued: list[Future] = []  # forwards submitted to the thread
         self._queue: deque[RecordResult] = deque()  # records not yet given out, in file order
         self._batches: dict[int, list[tuple[RecordResult, WindowResult, np.ndarray]]] = {}
-        self._inflight: deque[tuple[Pending, Callable[[np.ndarray], None]]] = deque()  # forwards not yet read back
+        self._results = ResultsBehind()  # forwards not yet read back
 
     # -- the model ----------------------------------------------------------------------------------------------
     def _to_device(self, tokens: np.ndarray) -> torch.Tensor:
@@ -233,16 +240,6 @@ class WindowReader:
 
         return wait
 
-    def _defer(self, wait: Pending, apply: Callable[[np.ndarray], None]) -> None:
-        """Apply a batch's results once the next batch is queued (one batch in flight)."""
-        self._inflight.append((wait, apply))
-        self._drain(keep=1)
-
-    def _drain(self, keep: int = 0) -> None:
-        while len(self._inflight) > keep:
-            wait, apply = self._inflight.popleft()
-            apply(wait())
-
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         """Values (n, classes or d_model) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
         windows = np.asarray(windows)
@@ -286,7 +283,7 @@ class WindowReader:
                 record.add(prediction, p)
                 record.pending -= 1
 
-        self._defer(self._forward(tokens, [len(w) for _, _, w in batch]), apply)
+        self._results.defer(self._forward(tokens, [len(w) for _, _, w in batch]), apply)
 
     # -- stateful path ------------------------------------------------------------------------------------------
     def _run_piece(self, record: RecordResult, tokens: np.ndarray, start: int, states: list) -> None:
@@ -301,7 +298,7 @@ class WindowReader:
                     record.add(prediction, p)
             record.pending -= 1
 
-        self._defer(self._forward_stateful(tokens, states), apply)
+        self._results.defer(self._forward_stateful(tokens, states), apply)
 
     # -- streaming ---------------------------------------------------------------------------------------------
     def _ready(self) -> Iterator[RecordResult]:
@@ -348,7 +345,7 @@ class WindowReader:
             self._close(record, cutter, pending, states)
         for size in sorted(self._batches):
             self._run_batch(size)
-        self._drain()
+        self._results.drain()
         yield from self._ready()
 
     def _close(

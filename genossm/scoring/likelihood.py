@@ -32,6 +32,7 @@ from genossm.data.intervals import IS_BASE
 from genossm.data.steps import IGNORE_INDEX
 from genossm.data.tokenizer import PAD_ID
 from genossm.inference import (
+    ResultsBehind,
     autocast,
     check_vocabulary,
     default_batch_tokens,
@@ -113,7 +114,7 @@ class LikelihoodScorer:
         self.width = (window if window is not None else self.batch_tokens) + 1
         self._queue: deque[SequenceScore] = deque()  # records not yet given out, in file order
         self._buckets: dict[int, list[tuple[SequenceScore, np.ndarray]]] = {}
-        self._inflight: deque[tuple[list[SequenceScore], Tensor, Tensor]] = deque()  # results not yet read back
+        self._results = ResultsBehind()  # forwards not yet read back
         self._is_base = torch.from_numpy(IS_BASE).to(self.device)
 
     @torch.inference_mode()
@@ -152,7 +153,7 @@ class LikelihoodScorer:
             self._close(record, pending, states)
         for width in sorted(self._buckets):
             self._run_bucket(width)
-        self._drain()
+        self._results.drain()
         yield from self._ready()
 
     def _run(self, record: SequenceScore, row: np.ndarray, states: list[MixerState] | None) -> None:
@@ -177,16 +178,14 @@ class LikelihoodScorer:
         self._defer([record for record, _ in bucket], *self.nll_rows(rows))
 
     def _defer(self, records: list[SequenceScore], nll: Tensor, scored: Tensor) -> None:
-        """Read a forward's results back once the next one is queued (on a GPU the host meanwhile cuts rows)."""
-        self._inflight.append((records, nll, scored))
-        self._drain(keep=1)
+        """Add a forward's rows to their records once the next forward is queued."""
 
-    def _drain(self, keep: int = 0) -> None:
-        while len(self._inflight) > keep:
-            records, nll, scored = self._inflight.popleft()
-            for record, row_nll, row_scored in zip(records, nll.tolist(), scored.tolist(), strict=True):
+        def apply(values: tuple[list[float], list[int]]) -> None:
+            for record, row_nll, row_scored in zip(records, *values, strict=True):
                 record.add(row_nll, row_scored)
                 record.pending -= 1
+
+        self._results.defer(lambda: (nll.tolist(), scored.tolist()), apply)
 
     def _close(self, record: SequenceScore, pending: np.ndarray, states: list[MixerState] | None) -> None:
         """The record has ended: its last row, if a base is left to predict."""
