@@ -12,7 +12,8 @@
 # scale-7m and study-7m (the 7M model at 2^20), study-seeds (the study again with SEEDS, default "1 2", at
 # SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window),
 # variants (zero-shot scores of chimpanzee-lineage substitutions, results/variant-effects.md), generation (samples
-# of genossm generate against real DNA, results/generation.md).
+# of genossm generate against real DNA, results/generation.md), repeats (repeat or unique reads: genossm finetune
+# --examples records, results/classification.md).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -156,6 +157,22 @@ for what in "$@"; do
         --out results/runs/generation
       step generation-prompted python3 scripts/prompted_drift.py --fasta /tmp/apes/Hsap.fa "${models[@]}" \
         --out results/runs/generation-prompted ;;
+    repeats)  # reads of human chr22, repeat or unique (soft-masking), one example per record: from scratch and from
+      # the generation step's language models (runs/lm-<L>) where they exist; results/classification.md
+      step repeats-build python3 scripts/repeat_reads.py build /tmp/apes/Hsap.fa /tmp/repeat-reads --per-class 20000
+      runs=()
+      for init in scratch 1024 1048576; do
+        from=(); [ "$init" = scratch ] || from=(--init "runs/lm-$init/model")
+        [ "$init" = scratch ] || [ -d "runs/lm-$init/model" ] || continue
+        step "repeats-$init" genossm finetune --classes /tmp/repeat-reads/classes.tsv --examples records --seqlen 256 \
+          --tokens-per-step 65536 --max-steps "${REPEAT_STEPS:-2000}" --lr 1e-3 --eval-windows 2000 \
+          --kmer-windows 5000 --kmer-k 4 --val-every 500 --checkpoint-every 1000 "${from[@]}" \
+          --output "runs/repeat-reads/$init"
+        mkdir -p "results/runs/repeat-reads/$init"  # what the results keep of a run: not its checkpoints
+        cp "runs/repeat-reads/$init"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-reads/$init/"
+        runs+=("runs/repeat-reads/$init")
+      done
+      step repeats python3 scripts/repeat_reads.py summarize "${runs[@]}" --out results/runs/repeat-reads/table.md ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done

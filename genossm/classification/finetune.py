@@ -60,7 +60,9 @@ class ClassifierTrainingOptions(HardwareOptions):
     )
     rc_aug: bool = option(True, "reverse-complement each training window with probability 1/2")
     max_n_fraction: float = option(0.1, "windows with a larger fraction of N are not used")
-    heldout_fraction: float = option(0.1, "share at the end of every record held out (without a BED split)")
+    heldout_fraction: float = option(
+        0.1, "without a BED split: share held out at the end of every record (windows) or of the records (records)"
+    )
     eval_windows: int = option(256, "held-out windows per class (validation and final evaluation)")
     eval_bases: int = option(1 << 24, "at most this many held-out bases per class (at least 16 windows)")
     compare_modes: bool = option(True, "also classify the held-out regions window by window and stateful")
@@ -80,6 +82,12 @@ class FinetuneOptions(ClassifierTrainingOptions):
         None, "a folder with one FASTA per class (stem = label), or a TSV label<TAB>fasta[<TAB>bed]"
     )
     seqlen: int = option(1024, "window length L in bases")
+    examples: Literal["windows", "records"] = option(
+        "windows",
+        "windows: windows of L bases anywhere in long sequences (chromosomes, genomes); records: each FASTA record "
+        "or BED interval is one example (reads, enhancers, genes), a random window of it when longer than L, padded "
+        "when shorter",
+    )
     init: Path | None = option(None, "start from this model directory (genossm LM or classifier, or mamba_ssm)")
     output: Path | None = option(None, "run folder (default runs/finetune-DATE-TIME); must be new unless --resume")
     resume: bool = option(False, "continue the run in --output from its last checkpoint")
@@ -208,7 +216,7 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
         "options": plain_options(opts),  # the whole recipe (seed, steps, learning rate, data) beside the results
         **evaluate_classifier(classifier, held_out, train, opts.kmer_k, run.path),
     }
-    if opts.compare_modes:
+    if opts.compare_modes and opts.examples == "windows":  # records are read whole: there is no context to carry
         regions = heldout_regions(data, opts.seqlen, opts.eval_bases)
         summary["reading_modes"] = compare_reading_modes(module.model, regions, classifier.batch_tokens)
     atomic_write_text(run.path / SUMMARY_NAME, json.dumps(summary, indent=2))

@@ -241,13 +241,12 @@ class WindowReader:
         return wait
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Values (n, classes or d_model) of equal-length token windows (n, L), in batches of ``batch_tokens``."""
+        """Values (n, classes or d_model) of equal-length token windows (n, L), in batches of ``batch_tokens``; a
+        window may end in ``[PAD]`` (a short record's), which is not read."""
         windows = np.asarray(windows)
         rows = self._rows(windows.shape[1])
-        parts = [
-            self._forward(windows[i : i + rows], [windows.shape[1]] * len(windows[i : i + rows]))()
-            for i in range(0, len(windows), rows)
-        ]
+        lengths = (windows != PAD_ID).sum(1).tolist()
+        parts = [self._forward(windows[i : i + rows], lengths[i : i + rows])() for i in range(0, len(windows), rows)]
         return np.concatenate(parts) if parts else np.empty((0, self.width))
 
     # -- windowed (batched) path ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genossm.data.tokenizer import PAD_ID
 from genossm.models import MambaConfig, MambaForSequenceClassification
 from genossm.training.memory import MemoryPlan
 from genossm.training.optim import OptimConfig
@@ -49,10 +50,11 @@ class ClassifierModule(MicroBatchModule):
         self._val_sums: list[Tensor] = []
 
     def logits(self, input_ids: Tensor) -> Tensor:
-        """Class logits (b, labels) of token windows (b, L); the backbone without autograd when frozen."""
+        """Class logits (b, labels) of token windows (b, L), pooled over their positions that are not padding (a
+        short record's window ends in ``[PAD]``); the backbone without autograd when frozen."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.head_only):
             hidden = self.model.backbone(input_ids)
-        return self.model.classifier(self.model.pool(hidden))
+        return self.model.classifier(self.model.pool(hidden, input_ids != PAD_ID))
 
     def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Summed cross-entropy (float32) and the number of correct predictions of one micro-batch."""

@@ -31,6 +31,7 @@ def build_data(opts: FinetuneOptions) -> tuple[SpeciesDataModule, list[str]]:
     config = SpeciesDataConfig(
         classes=opts.classes,
         seqlen=opts.seqlen,
+        examples=opts.examples,
         tokens_per_step=max(opts.tokens_per_step, opts.seqlen),
         max_tokens_per_micro_batch=max(opts.max_tokens_per_micro_batch, opts.seqlen),
         max_steps=opts.max_steps,

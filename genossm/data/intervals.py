@@ -146,6 +146,38 @@ class WindowPlacer:
         """``n`` windows spread evenly over all possible ones (the same list every time)."""
         return self.windows(((np.arange(n) + 0.5) * self.total_starts / n).astype(np.int64))
 
+    def unusable_fraction(self, tokens: np.ndarray) -> np.ndarray:
+        """Fraction of each window (along the last axis) that is not A, C, G or T: N, unknown, padding."""
+        return non_base_fraction(tokens)
+
+
+class ExamplePlacer(WindowPlacer):
+    """Every interval is one example, however long: intervals are drawn with equal probability, then a window
+    inside the drawn one (the interval itself, centred and padded, when it is shorter than the window)."""
+
+    @property
+    def total_starts(self) -> int:
+        """How many examples there are (one per interval)."""
+        return len(self.intervals)
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Window]:
+        """``n`` examples drawn uniformly, each as a window at a uniform position inside it."""
+        i = rng.integers(len(self.intervals), size=n)
+        first = self._cumulative[i] - self._choices[i]
+        return self.windows(first + rng.integers(self._choices[i]))
+
+    def evenly_spaced(self, n: int) -> list[Window]:
+        """The middle window of ``n`` examples spread evenly over the list (of each one once, when there are not
+        more than ``n``; the same list every time)."""
+        n = min(n, len(self.intervals))
+        i = ((np.arange(n) + 0.5) * len(self.intervals) / n).astype(np.int64)
+        return self.windows(self._cumulative[i] - self._choices[i] + self._choices[i] // 2)
+
+    def unusable_fraction(self, tokens: np.ndarray) -> np.ndarray:
+        """Fraction of the example's own positions (padding excluded) that are not A, C, G or T."""
+        present = tokens != PAD_ID
+        return 1.0 - (IS_BASE.take(tokens) & present).sum(-1) / np.maximum(present.sum(-1), 1)
+
 
 def fetch_window(genome: Genome, window: Window, rc: bool = False) -> np.ndarray:
     """Tokens of ``window`` (clipped at the chromosome ends, reverse complemented if ``rc``, then padded right)."""

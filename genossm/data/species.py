@@ -4,11 +4,19 @@ Classes come from a folder with one FASTA file per class (the file name without 
 ``.fa``, ``.fasta``, ``.fna``, ``.fas``, plain, gzip or bgzip) or from a TSV manifest ``label<TAB>fasta[<TAB>bed]``
 (paths relative to the manifest; several rows per label allowed; a BED restricts the class to its intervals).
 
-Train and held-out windows come from disjoint regions: a BED with a split column gives them (``train`` rows and
-``heldout_split`` rows); otherwise the last ``heldout_fraction`` of every record (or BED interval) is held out, the
-same coordinates for every class when the classes are aligned. Windows lie inside their regions. Training items
-are steps as in :mod:`genossm.data.steps` (classes balanced within a step, windows at random positions, reverse
-complemented half the time with ``rc_aug``); held-out items are a fixed list of windows, one micro-batch an item.
+Examples are either **windows** (the default: windows of L bases at random positions of long sequences, such as
+chromosomes) or **records** (each FASTA record, or BED interval, is one example: an enhancer, a read, a gene).
+
+Train and held-out examples are disjoint: a BED with a split column gives them (``train`` rows and
+``heldout_split`` rows). Otherwise, with windows, the last ``heldout_fraction`` of every record (or BED interval) is
+held out, the same coordinates for every class when the classes are aligned, and windows lie inside their regions;
+with records, ``heldout_fraction`` of each file's records (at least one, spread evenly through the file) are held
+out whole. A record is drawn with equal probability whatever its length; one longer than L gives a window at a
+random position (held out: the middle one), a shorter one is padded (``[PAD]``, on the right; a BED interval is
+widened around its centre first, as HyenaDNA does), and its N fraction counts its own positions only.
+
+Training items are steps as in :mod:`genossm.data.steps` (classes balanced within a step, reverse complemented half
+the time with ``rc_aug``); held-out items are a fixed list of windows, one micro-batch an item.
 
 Items: ``{"input_ids": LongTensor (n_micro, micro_batch, L), "labels": LongTensor (n_micro, micro_batch)}``.
 """
@@ -17,13 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .genome import FASTA_SUFFIXES, Genome
-from .intervals import Interval, Window, WindowPlacer, fetch_windows, read_bed
+from .intervals import ExamplePlacer, Interval, Window, WindowPlacer, fetch_windows, read_bed
 from .steps import draw_windows, filtered_windows, step_rng, step_shape
 
 
@@ -35,6 +44,8 @@ class SpeciesDataConfig:
     """A folder with one FASTA file per class, or a TSV manifest ``label<TAB>fasta[<TAB>bed]``."""
     seqlen: int = 1024
     """Window length L."""
+    examples: Literal["windows", "records"] = "windows"
+    """What one example is: a window of a long sequence, or a whole record (BED interval) cut or padded to L."""
     tokens_per_step: int = 2**16
     """Tokens per optimizer step (windows per step = tokens_per_step // seqlen, at least one)."""
     max_tokens_per_micro_batch: int = 2**16
@@ -42,7 +53,7 @@ class SpeciesDataConfig:
     max_steps: int = 1000
     """Number of training steps (items of the training set)."""
     heldout_fraction: float = 0.1
-    """Share of the end of every record (or BED interval without a split) held out, when no BED split says."""
+    """Without a BED split: the share held out at the end of every record (windows) or of the records (records)."""
     heldout_split: str = "test"
     """BED split name of the held-out intervals (``train`` rows are the training ones)."""
     heldout_windows_per_class: int = 64
@@ -61,6 +72,8 @@ class SpeciesDataConfig:
     def __post_init__(self) -> None:
         self.classes = Path(self.classes)
         self.cache_dir = Path(self.cache_dir) if self.cache_dir is not None else None
+        if self.examples not in ("windows", "records"):
+            raise ValueError(f"examples must be 'windows' or 'records', not {self.examples!r}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction must be between 0 and 1, not {self.heldout_fraction}")
         if not 0.0 <= self.max_n_fraction <= 1.0:
@@ -132,9 +145,10 @@ def _read_manifest(path: Path) -> list[ClassFile]:
 
 
 def split_regions(
-    genome: Genome, bed: Path | None, heldout_fraction: float, heldout_split: str
+    genome: Genome, bed: Path | None, heldout_fraction: float, heldout_split: str, whole: bool = False
 ) -> tuple[list[Interval], list[Interval]]:
-    """(train, held-out) intervals of one class file (see the module docstring)."""
+    """(train, held-out) intervals of one class file (see the module docstring); ``whole``: records are examples,
+    held out whole."""
     lengths = {name: n for name, n in genome.lengths.items() if n > 0}
     if bed is None:
         regions = [Interval(name, 0, n) for name, n in lengths.items()]
@@ -142,6 +156,12 @@ def split_regions(
         regions = read_bed(bed, lengths)
         if any(iv.split is not None for iv in regions):
             return [iv for iv in regions if iv.split == "train"], [iv for iv in regions if iv.split == heldout_split]
+    if whole:
+        if len(regions) < 2:
+            return regions, []
+        count = min(len(regions) - 1, max(1, round(len(regions) * heldout_fraction)))
+        held = set(((np.arange(count) + 0.5) * len(regions) / count).astype(int).tolist())
+        return [iv for i, iv in enumerate(regions) if i not in held], [iv for i, iv in enumerate(regions) if i in held]
     train, heldout = [], []
     for iv in regions:
         cut = iv.end - round(len(iv) * heldout_fraction)
@@ -156,11 +176,16 @@ class _ClassRegions:
     def __init__(self, file: ClassFile, config: SpeciesDataConfig) -> None:
         self.file = file
         self.genome = Genome(file.fasta, config.cache_dir)
-        train, heldout = split_regions(self.genome, file.bed, config.heldout_fraction, config.heldout_split)
-        self.train = self._placer(train, config.seqlen)
-        self.heldout = self._placer(heldout, config.seqlen)
+        records = config.examples == "records"
+        train, heldout = split_regions(
+            self.genome, file.bed, config.heldout_fraction, config.heldout_split, whole=records
+        )
+        self.train = self._placer(train, config.seqlen, records)
+        self.heldout = self._placer(heldout, config.seqlen, records)
 
-    def _placer(self, intervals: list[Interval], seqlen: int) -> WindowPlacer | None:
+    def _placer(self, intervals: list[Interval], seqlen: int, records: bool) -> WindowPlacer | None:
+        if records:
+            return ExamplePlacer(intervals, self.genome.lengths, seqlen) if intervals else None
         long_enough = [iv for iv in intervals if len(iv) >= seqlen]
         return WindowPlacer(long_enough, self.genome.lengths, seqlen) if long_enough else None
 
@@ -179,9 +204,15 @@ class SpeciesClasses:
             for what in ("train", "heldout"):
                 if not any(getattr(r, what) for r in regions):
                     where = ", ".join(str(r.file.fasta) for r in regions)
+                    split = what.replace("heldout", "held-out")
+                    if config.examples == "records":
+                        raise ValueError(
+                            f"class {label!r} ({where}): no {split} record; a class needs at least two records "
+                            "(or a BED split) when records are the examples"
+                        )
                     raise ValueError(
-                        f"class {label!r} ({where}): no {what.replace('heldout', 'held-out')} region is at least "
-                        f"{config.seqlen:,} bases long"
+                        f"class {label!r} ({where}): no {split} region is at least {config.seqlen:,} bases long "
+                        "(to make each record one example, however short: examples='records', --examples records)"
                     )
             for region in regions:  # a class whose train regions are (nearly) all N fails here, not mid-training
                 if region.train is not None:

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .genome import Genome
-from .intervals import IS_BASE, Window, WindowPlacer, fetch_window, fetch_windows, non_base_fraction
+from .intervals import IS_BASE, Window, WindowPlacer, fetch_window, fetch_windows
 
 MAX_TRIES = 64
 IGNORE_INDEX = -100
@@ -102,7 +102,7 @@ def draw_windows(
         windows = placer.sample(rng, todo.size)
         rc = rng.random(todo.size) < 0.5 if rc_aug else None
         out[todo] = fetch_windows(genome, windows, rc)
-        todo = todo[non_base_fraction(out[todo]) > max_non_base]
+        todo = todo[placer.unusable_fraction(out[todo]) > max_non_base]
         if not todo.size:
             return out
     raise ValueError(
@@ -116,7 +116,7 @@ def filtered_windows(genome: Genome, placer: WindowPlacer, n: int, max_non_base:
     count = n
     while True:
         candidates = placer.evenly_spaced(count)
-        good = [w for w in candidates if non_base_fraction(fetch_window(genome, w)) <= max_non_base]
+        good = [w for w in candidates if placer.unusable_fraction(fetch_window(genome, w)) <= max_non_base]
         if len(good) >= n or count >= 16 * n or count >= placer.total_starts:
             break
         count *= 2

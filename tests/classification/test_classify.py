@@ -80,6 +80,18 @@ def test_short_records_are_padded_not_dropped():
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_windows_ending_in_padding_are_read_without_it(pooling):
+    """A short record's window (a record as one example: genossm finetune --examples records) ends in [PAD]."""
+    model = make_classifier(torch.float64)
+    model.pooling = pooling
+    short, full = encode(random_bases(20, 3)), encode(random_bases(WINDOW, 4))
+    windows = np.stack([np.concatenate([short, np.full(WINDOW - 20, TOKENS.index("[PAD]"), np.uint8)]), full])
+    probs = WindowReader(model, batch_tokens=1 << 10, device="cpu").classify_windows(windows)
+    assert np.allclose(probs[0], window_probs(model, short, [(0, 20)])[0], atol=1e-12)
+    assert np.allclose(probs[1], window_probs(model, full, [(0, WINDOW)])[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
     model = make_classifier(torch.float64)
     model.pooling = pooling

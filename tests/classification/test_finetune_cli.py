@@ -87,6 +87,27 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
     assert [r[3] for r in rows[1:]] == ["cg", "cg", "cg"]
 
 
+def test_finetune_on_records_as_examples(tmp_path, tiny, capsys):
+    """Many short records per class, each one example (reads, enhancers): held out whole, padded to the window."""
+    folder = tmp_path / "reads"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for label in ("at", "cg"):
+        lengths = rng.integers(8, 60, 40)  # around the window of 32
+        records = {f"{label}{i}": "".join(rng.choice(list(BASES[label]), n)) for i, n in enumerate(lengths)}
+        (folder / f"{label}.fa").write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+    out = tmp_path / "run"
+    assert main(finetune_args(folder, tiny, out, "--examples", "records", "--max-steps", "25")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["examples"] == "records" and "reading_modes" not in summary
+    assert summary["model"]["windows"] == 8  # 10% of 40 records per class, each once
+    assert summary["model"]["accuracy"] > 0.9 and summary["kmer"]["accuracy"] > 0.9
+    capsys.readouterr()
+    assert main(["classify", str(folder / "at.fa"), "--model", str(out / "model"), "--no-progress"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 42 and sum(r[3] == "at" for r in rows[1:]) >= 38  # header, 40 records, the file
+
+
 def test_resume_continues_and_refuses_other_settings(classes, tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(finetune_args(classes, tiny, out, "--max-steps", "4")) == 0

@@ -45,6 +45,18 @@ def test_finetuning_learns_a_separable_task():
     assert accuracy(module.model, 3) > 0.9 > before + 0.2
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_padding_at_the_end_of_a_window_is_not_read(pooling):
+    module = ClassifierModule.create(TINY, ["a", "b"], OptimConfig(), pooling=pooling).double()
+    ids = torch.from_numpy(windows_of(0, 2, 24, np.random.default_rng(3))).long()
+    padded = ids.clone()
+    padded[0, 10:] = TOKENS.index("[PAD]")
+    with torch.no_grad():
+        logits = module.logits(padded)
+        assert torch.allclose(logits[0], module.model(ids[:1, :10])[0], atol=1e-12)
+        assert torch.allclose(logits[1], module.model(ids[1:])[0], atol=1e-12)
+
+
 def test_head_only_freezes_the_backbone():
     module = ClassifierModule.create(
         TINY, ["a", "b"], OptimConfig(lr=1e-2, warmup_steps=1, max_steps=5), head_only=True

@@ -9,7 +9,7 @@ from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome
 from genossm.data.species import SpeciesDataConfig, discover_classes, split_regions
 from genossm.data.steps import step_loader
-from genossm.data.tokenizer import decode
+from genossm.data.tokenizer import TOKENS, decode
 
 
 @pytest.fixture
@@ -157,3 +157,100 @@ def test_one_window_steps_still_cycle_through_every_class(tmp_path):
     data.setup()
     labels = [int(data.train_dataset[step]["labels"].item()) for step in range(6)]
     assert sorted(labels) == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.fixture
+def record_dir(tmp_path, cache):
+    """Two classes of many records of 20-300 bases (one example each), around a window of 100."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for label, count in (("enhancer", 20), ("other", 30)):
+        lengths = rng.integers(20, 300, count)
+        write_fasta(folder / f"{label}.fa", {f"{label}{i}": random_bases(rng, int(n)) for i, n in enumerate(lengths)})
+    return folder
+
+
+def record_texts(folder) -> dict[str, dict[str, str]]:
+    texts = {}
+    for file in discover_classes(folder):
+        genome = Genome(file.fasta)
+        texts[file.label] = {name: decode(genome.fetch(name, 0, n)) for name, n in genome.lengths.items()}
+    return texts
+
+
+def source_record(row: str, records: dict[str, str]) -> str:
+    """The one record a window comes from: its bases (padding stripped) inside the record, padded only if short."""
+    bases = row.replace("[PAD]", "")
+    found = [name for name, text in records.items() if bases in text and (len(text) >= 100) == (len(bases) == 100)]
+    assert len(found) == 1, (row, found)
+    assert row.endswith("[PAD]") == (len(bases) < 100)
+    return found[0]
+
+
+def test_records_are_examples_held_out_whole(record_dir):
+    data = make(record_dir, examples="records", heldout_fraction=0.2, rc_aug=False)
+    texts = record_texts(record_dir)
+    heldout = {}
+    for i in range(len(data.valid_dataset)):
+        item = data.valid_dataset[i]
+        for row, label in zip(item["input_ids"][0], item["labels"][0], strict=True):
+            name = source_record(decode(row), texts[data.classes[label]])
+            heldout[name] = decode(row).replace("[PAD]", "")
+            text = texts[data.classes[label]][name]
+            if len(text) > 100:  # the middle window
+                assert text.index(heldout[name]) == (len(text) - 100 + 1) // 2
+    # every held-out record once: 20% of each class, spread through the file
+    assert set(heldout) == {f"enhancer{i}" for i in (2, 7, 12, 17)} | {f"other{i}" for i in (2, 7, 12, 17, 22, 27)}
+    seen = set()
+    for step in range(10):
+        item = data.train_dataset[step]
+        for row, label in zip(item["input_ids"].reshape(-1, 100), item["labels"].flatten(), strict=True):
+            seen.add(source_record(decode(row), texts[data.classes[label]]))
+    assert seen and not seen & set(heldout)
+
+
+def test_records_are_drawn_equally_whatever_their_length(tmp_path, cache):
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for label in ("a", "b"):  # records of 10 and 5,000 bases to train on, the middle one held out
+        records = {"tiny": random_bases(rng, 10), "held": random_bases(rng, 50), "long": random_bases(rng, 5000)}
+        write_fasta(folder / f"{label}.fa", records)
+    data = make(folder, examples="records", heldout_fraction=0.3, max_n_fraction=0.1, max_steps=40)
+    pad = TOKENS.index("[PAD]")
+    padded = [int((data.train_dataset[step]["input_ids"] == pad).any(-1).sum()) for step in range(40)]
+    # only the 10-base record needs padding (90% of its window, yet not 90% N): half of the rows
+    assert 0.4 < sum(padded) / (40 * 12) < 0.6
+
+
+def test_records_need_two_per_class(tmp_path, cache):
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "c"
+    folder.mkdir()
+    write_fasta(folder / "a.fa", {"r1": random_bases(rng, 50), "r2": random_bases(rng, 60)})
+    write_fasta(folder / "b.fa", {"only": random_bases(rng, 50)})
+    with pytest.raises(ValueError, match=r"class 'b' \(.*b.fa\): no held-out record; a class needs at least two"):
+        make(folder, examples="records")
+    with pytest.raises(ValueError, match="examples must be 'windows' or 'records'"):
+        make(folder, examples="reads")
+
+
+def test_records_from_a_bed_split(tmp_path, cache):
+    """BED intervals are the examples; a split column says which are held out; short ones widen around their
+    centre into the record (HyenaDNA)."""
+    rng = np.random.default_rng(8)
+    folder = tmp_path / "c"
+    folder.mkdir()
+    rows = []
+    for label in ("a", "b"):
+        write_fasta(folder / f"{label}.fa", {"chr": random_bases(rng, 2000)})
+        bed = folder / f"{label}.bed"
+        bed.write_text("chr\t100\t140\ttrain\nchr\t500\t900\ttrain\nchr\t1500\t1530\ttest\n")
+        rows.append(f"{label}\t{label}.fa\t{label}.bed")
+    (folder / "classes.tsv").write_text("\n".join(rows) + "\n")
+    data = make(folder / "classes.tsv", examples="records", rc_aug=False)
+    genome = Genome(folder / "a.fa")
+    item = data.valid_dataset[0]
+    assert item["labels"][0].tolist() == [0, 1]
+    assert decode(item["input_ids"][0, 0]) == decode(genome.fetch("chr", 1465, 1565))  # 1500-1530 widened to 100
