@@ -39,7 +39,10 @@ from .run_data import build_data, heldout_regions, heldout_windows, kmer_trainin
 
 SUMMARY_NAME = "summary.json"
 # Options a resumed run may change: how long it trains and where it runs, not what it learns from.
-RESUMABLE = {"max_steps", "devices", "strategy", "precision", "val_every", "checkpoint_every", "num_workers", "resume"}
+RESUMABLE = {
+    "max_steps", "devices", "strategy", "precision", "cuda_graphs", "val_every", "checkpoint_every", "num_workers",
+    "resume",
+}  # fmt: skip
 
 
 @dataclass
@@ -143,6 +146,7 @@ def build_module(
         config, labels, optim, opts.pooling, list(TOKENS), opts.seqlen, opts.head_only, memory
     )
     source = init_from(module.model, opts.init) if opts.init else "scratch"
+    module.cuda_graphs = opts.cuda_graphs
     return module, source
 
 

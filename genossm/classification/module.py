@@ -69,11 +69,9 @@ class ClassifierModule(MicroBatchModule):
         count = labels.numel()
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
+        scale = torch.full((), 1 / count, device=self.device)
         for i in range(input_ids.shape[0]):
-            with self.sync_context(last=i == input_ids.shape[0] - 1):
-                loss, hits = self.summed_loss(input_ids[i], labels[i])
-                if torch.isfinite(loss):
-                    self.manual_backward(loss / count)
+            loss, hits = self.micro_batch(input_ids[i], labels[i], scale, i, last=i == input_ids.shape[0] - 1)
             self.check_finite(loss, i)
             total += loss.detach()
             correct += hits

@@ -58,10 +58,7 @@ class LMPretrainModule(MicroBatchModule):
             if segmented:
                 loss = segmented_lm_backward(self.model, input_ids[i], labels[i], self.memory.segment_len, 1 / count)
             else:
-                with self.sync_context(last=i == input_ids.shape[0] - 1):
-                    loss, _ = self.summed_loss(input_ids[i], labels[i])
-                    if torch.isfinite(loss):
-                        self.manual_backward(loss / count)
+                loss, _ = self.micro_batch(input_ids[i], labels[i], 1 / count, i, last=i == input_ids.shape[0] - 1)
             self.check_finite(loss, i)
             total += loss.detach()
         lr = self.update()

@@ -127,6 +127,7 @@ def pretrain(opts: PretrainOptions) -> Path:
         grad_clip=opts.grad_clip,
     )
     module = LMPretrainModule.create(config, optim, list(TOKENS), memory)
+    module.cuda_graphs = opts.cuda_graphs
     trainer = build_trainer(run, opts, opts.max_steps, opts.val_every, opts.checkpoint_every)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)

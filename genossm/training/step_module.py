@@ -14,6 +14,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from .graphs import GraphedMicroBatches, graphs_apply
+from .memory import MemoryPlan
 from .optim import OptimConfig, build_optimizer
 
 
@@ -69,10 +71,37 @@ class MicroBatchModule(L.LightningModule):
 
     model: nn.Module
     optim: OptimConfig
+    memory: MemoryPlan
+    cuda_graphs: bool = True
+    """Replay small micro-batches from CUDA graphs (:mod:`.graphs`); a run setting, not a hyperparameter."""
 
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self._graphed: GraphedMicroBatches | None = None
+
+    def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(summed loss, a count the module reports) of one micro-batch."""
+        raise NotImplementedError
+
+    def micro_batch(
+        self, input_ids: Tensor, labels: Tensor, scale: Tensor, index: int, last: bool
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`summed_loss` of micro-batch ``index`` of a step, and the backward of ``loss * scale``: replayed from
+        a CUDA graph where :func:`.graphs.graphs_apply`, else eagerly (skipping the backward of a non-finite loss,
+        which :meth:`check_finite` then reports; a graph runs it, and the step stops all the same)."""
+        plain = self.memory.mode == "plain"
+        if graphs_apply(self.device, self.trainer.world_size, plain, input_ids.numel(), self.cuda_graphs):
+            if self._graphed is None:
+                self._graphed = GraphedMicroBatches(self.model, self.summed_loss)
+            replayed = self._graphed(input_ids, labels, scale, first=index == 0)
+            if replayed is not None:
+                return replayed
+        with self.sync_context(last):
+            loss, count = self.summed_loss(input_ids, labels)
+            if torch.isfinite(loss):
+                self.manual_backward(loss * scale)
+        return loss, count
 
     def sync_context(self, last: bool) -> contextlib.AbstractContextManager:
         """Skip the gradient all-reduce on all but the last micro-batch of a step (DDP)."""
@@ -94,7 +123,7 @@ class MicroBatchModule(L.LightningModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=self._graphed is None)  # a graph adds into the same .grad tensors
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         return lr

@@ -40,6 +40,11 @@ class HardwareOptions:
     precision: Literal["auto", "32-true", "bf16-mixed"] = option(
         "auto", "numeric precision: auto = bfloat16 mixed precision on GPU, float32 on CPU"
     )
+    cuda_graphs: bool = option(
+        True,
+        "on one GPU, replay each micro-batch of up to 2^18 tokens (forward, loss, backward) from a CUDA graph: small "
+        "steps are otherwise bound by the host launching hundreds of kernels",
+    )
 
 
 def resolve_precision(precision: str) -> str:
