@@ -18,6 +18,7 @@ from torch import nn
 from genossm.cli.options import option
 from genossm.models import MambaConfig, MambaLMHeadModel
 from genossm.presets import model_config
+from genossm.training.graphs import GraphedMicroBatches, graphs_apply
 from genossm.training.loss import summed_token_loss
 from genossm.training.memory import MemoryPlan
 from genossm.training.segmented import segmented_lm_backward
@@ -41,6 +42,8 @@ class ModelBenchOptions:
     dtype: Literal["float32", "bfloat16"] = option("float32", "autocast dtype on CUDA; the CPU always runs float32")
     memory: str = option("plain", "activation memory of a training step: plain, checkpoint or segmented (comma list)")
     segment_len: int = option(2**18, "segment length of --memory segmented")
+    cuda_graphs: bool = option(True, "replay a small plain training step's forward and backward from a CUDA graph, "
+                               "as pretrain and finetune do (genossm's model only)")  # fmt: skip
     peer: bool = option(True, "also time mamba_ssm's MambaLMHeadModel when it is installed (plain memory only)")
     profile: bool = option(False, "also print the CUDA time of each kernel of every call (CUDA only)")
     out: Path | None = option(None, "write model.json (and model.png for several lengths) into this folder")
@@ -60,12 +63,19 @@ def peer_model(config: MambaConfig) -> nn.Module | None:
     return PeerModel(PeerConfig(**fields))
 
 
-def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, plan: MemoryPlan) -> Callable[[], None]:
-    """One forward, or one training step (forward, backward, AdamW) on ``ids`` under a memory plan."""
+def step_fn(
+    model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, plan: MemoryPlan, graphs: bool = False
+) -> Callable[[], None]:
+    """One forward, or one training step (forward, backward, AdamW) on ``ids`` under a memory plan; with
+    ``graphs`` the step's forward and backward replay from a CUDA graph where training would (``graphs_apply``)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
     labels = ids.roll(-1, dims=1)
+    scale = torch.full((), 1 / ids.numel(), device=ids.device)
+    graphed = None
     if isinstance(model, MambaLMHeadModel):
         model.backbone.gradient_checkpointing = plan.checkpoint
+        if train and graphs_apply(ids.device, 1, plan.mode == "plain", ids.numel(), graphs):
+            graphed = GraphedMicroBatches(model, lambda x, y: (summed_token_loss(model(x).logits, y), y.numel()))
 
     def call() -> None:
         with torch.autocast(ids.device.type, torch.bfloat16, enabled=autocast), torch.set_grad_enabled(train):
@@ -74,11 +84,13 @@ def step_fn(model: nn.Module, ids: torch.Tensor, train: bool, autocast: bool, pl
                 return
             if plan.mode == "segmented":
                 segmented_lm_backward(model, ids, labels, plan.segment_len, 1 / ids.numel())
+            elif graphed is not None:
+                graphed(ids, labels, scale, first=True)
             else:
                 logits = model(ids).logits
                 (summed_token_loss(logits, labels) / ids.numel()).backward()
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=graphed is None)
 
     return call
 
@@ -101,7 +113,7 @@ def run(opts: ModelBenchOptions) -> list[dict[str, object]]:
                 plan = MemoryPlan(mode, opts.segment_len if mode == "segmented" else 0)
                 batch = max(1, opts.tokens // seqlen) if opts.tokens else opts.batch
                 ids = torch.randint(0, config.vocab_size, (batch, seqlen), device=device)
-                call = step_fn(model, ids, opts.train, autocast, plan)
+                call = step_fn(model, ids, opts.train, autocast, plan, opts.cuda_graphs)
                 row = {
                     "model": name,
                     "impl": impl,

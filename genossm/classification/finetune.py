@@ -73,7 +73,7 @@ class ClassifierTrainingOptions(HardwareOptions):
     kmer_windows: int = option(256, "training windows per class for the k-mer baseline")
     val_every: int = option(200, "validation every this many steps")
     checkpoint_every: int = option(200, "checkpoint every this many steps")
-    num_workers: int = option(0, "data loader worker processes")
+    num_workers: int = option(1, "data-loading worker processes (0: load in the training process)")
     seed: int = option(0, "seed of the initialisation and of the training windows")
 
 
