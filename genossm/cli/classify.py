@@ -13,27 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import InferenceOptions, check_new_output, open_output
+from genossm.cli.output import WindowReadingOptions, check_new_output, open_output
 
 
 @dataclass
-class ClassifyOptions(InferenceOptions):
+class ClassifyOptions(WindowReadingOptions):
     """Options of ``genossm classify``."""
 
     fasta: Path = option(help="FASTA file to classify (plain, gzip or bgzip; any number of records, any size)")
     model: Path = option(help="classifier directory, as written by genossm finetune (OUTPUT/model)")
     window: int | None = option(None, "window length (default: the length the model was trained on)")
-    stride: int | None = option(None, "distance between window starts (default: the window length, no overlap)")
-    stateful: bool = option(
-        False, "carry the recurrent state from window to window, so each record is read as one sequence"
-    )
     per_window: bool = option(False, "also write one row (TSV) or entry (JSON) per window")
     json: bool = option(False, "write one JSON object instead of a TSV")
     output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
-    batch_tokens: int | None = option(
-        None, "tokens per forward pass (windows per batch = this / window length; default 2^20 on GPU, 2^15 on CPU)"
-    )
-    max_n_fraction: float = option(0.5, "windows with a larger fraction of N are not classified")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,25 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from genossm.classification.checkpoints import load_classifier
-    from genossm.classification.infer import WindowReader
     from genossm.classification.report import write_json, write_tsv
     from genossm.data.stream import sequence_chunks
-    from genossm.inference import dtype_choice, resolve_device
 
     opts = resolve_options(ClassifyOptions, args)
     check_new_output(opts.output)
-    device = resolve_device(opts.device)
-    classifier = WindowReader(
-        load_classifier(opts.model),
-        window=opts.window,
-        stride=opts.stride,
-        stateful=opts.stateful,
-        batch_tokens=opts.batch_tokens,
-        max_n_fraction=opts.max_n_fraction,
-        device=device,
-        bfloat16=dtype_choice(opts.dtype),
-        per_window=opts.per_window,
-    )
+    classifier = opts.window_reader(load_classifier(opts.model), opts.window, opts.per_window)
     start = time.perf_counter()
     predictions = classifier.predict(sequence_chunks(opts.fasta, progress=opts.progress))
     with open_output(opts.output) as out:
@@ -72,7 +51,8 @@ def run(args: argparse.Namespace) -> None:
     mode = "stateful" if opts.stateful else f"stride {classifier.stride}"
     print(
         f"classified {totals.records} records, {totals.length:,} bases in {totals.windows:,} windows of "
-        f"{classifier.window:,} ({mode}) on {device} in {seconds:.1f} s ({totals.length / seconds / 1e6:.2f} Mb/s)",
+        f"{classifier.window:,} ({mode}) on {classifier.device} in {seconds:.1f} s "
+        f"({totals.length / seconds / 1e6:.2f} Mb/s)",
         file=sys.stderr,
     )
     if totals.unlabelled:

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import InferenceOptions, check_new_output
+from genossm.cli.output import WindowReadingOptions, check_new_output
 
 DEFAULT_WINDOW = 1 << 20
 
 
 @dataclass
-class EmbedOptions(InferenceOptions):
+class EmbedOptions(WindowReadingOptions):
     """Options of ``genossm embed``."""
 
     fasta: Path = option(help="FASTA file to embed (plain, gzip or bgzip; any number of records, any size)")
@@ -32,16 +32,12 @@ class EmbedOptions(InferenceOptions):
         f"window length; a record is the base-weighted mean of its windows (default: a classifier's training "
         f"length, else {DEFAULT_WINDOW:,}, so that most records are one window)",
     )
-    stride: int | None = option(None, "distance between window starts (default: the window length, no overlap)")
-    stateful: bool = option(False, "carry the recurrent state from window to window (each record read as one)")
     pooling: Literal["mean", "last"] | None = option(
         None, "hidden states to a vector: their mean, or the last one (default: the classifier's own, else mean)"
     )
     bed: Path | None = option(None, "embed only these BED intervals, each as a record of its own (chrom:start-end)")
     split: str | None = option(None, "with --bed: only the intervals of this split (the BED's 4th column, e.g. test)")
     per_window: bool = option(False, "also store one embedding per window (window_* arrays)")
-    batch_tokens: int | None = option(None, "tokens per forward pass (default 2^20 on GPU, 2^15 on CPU)")
-    max_n_fraction: float = option(0.5, "windows with a larger fraction of N are skipped")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,26 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from genossm.classification.infer import WindowReader
     from genossm.data.stream import sequence_chunks
     from genossm.embeddings import EmbeddingTable, load_encoder
-    from genossm.inference import dtype_choice, resolve_device
 
     opts = resolve_options(EmbedOptions, args)
     check_new_output(opts.output)
-    device = resolve_device(opts.device)
     encoder = load_encoder(opts.model, opts.pooling)
-    reader = WindowReader(
-        encoder,
-        window=opts.window or encoder.seqlen or DEFAULT_WINDOW,
-        stride=opts.stride,
-        stateful=opts.stateful,
-        batch_tokens=opts.batch_tokens,
-        max_n_fraction=opts.max_n_fraction,
-        device=device,
-        bfloat16=dtype_choice(opts.dtype),
-        per_window=opts.per_window,
-    )
+    reader = opts.window_reader(encoder, opts.window or encoder.seqlen or DEFAULT_WINDOW, opts.per_window)
     start = time.perf_counter()
     chunks = sequence_chunks(opts.fasta, opts.bed, opts.split, opts.progress)
     table = EmbeddingTable(reader.width, opts.per_window).extend(reader.predict(chunks))
@@ -84,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     bases = sum(table.lengths)
     print(
-        f"embedded {len(table.names):,} records ({bases:,} bases) in {reader.width} dimensions on {device} in "
+        f"embedded {len(table.names):,} records ({bases:,} bases) in {reader.width} dimensions on {reader.device} in "
         f"{seconds:.1f} s ({bases / seconds / 1e6:.2f} Mb/s): {opts.output}",
         file=sys.stderr,
     )
