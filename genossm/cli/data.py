@@ -1,4 +1,5 @@
-"""``genossm data``: genome data preparation — MAF to FASTA, downloads, FASTA indexes."""
+"""``genossm data``: genome data preparation — MAF to FASTA, labelled tables to class FASTAs, downloads, FASTA
+indexes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ class Maf2FastaOptions:
     alignment: Path = option(help="MAF alignment, plain or gzip")
     out_dir: Path = option(help="folder for <species>.fa (plain FASTA) and <species>.bed (where each block landed)")
     reference: str | None = option(None, "reference species (default: the species of the first row)")
+    force: bool = option(False, "replace existing output files")
+
+
+@dataclass
+class Table2FastaOptions:
+    """Options of ``genossm data table2fasta``."""
+
+    table: Path = option(
+        help="CSV or TSV table (by extension, optionally .gz) with a header: a sequence and label a row"
+    )
+    out_dir: Path = option(help="folder for <label>.fa, <label>.bed (with --split) and classes.tsv")
+    sequence: str = option("sequence", "column of the sequences")
+    label: str = option("label", "column of the labels (each becomes a file name)")
+    split: str | None = option(None, "column of each row's split (train / test), written as BED beside each FASTA")
+    name: str | None = option(None, "column of record names (default: <label>_<line>)")
     force: bool = option(False, "replace existing output files")
 
 
@@ -48,6 +64,23 @@ def maf2fasta(opts: Maf2FastaOptions) -> None:
     print(format_table(rows))
 
 
+def table2fasta(opts: Table2FastaOptions) -> None:
+    from genossm.bench.timing import format_table
+    from genossm.data.labelled_table import MANIFEST, table_to_classes
+
+    written = table_to_classes(opts.table, opts.out_dir, opts.sequence, opts.label, opts.split, opts.name, opts.force)
+    rows = [
+        {
+            "label": tag,
+            **{split or "records": n for split, n in sorted(f.records.items(), key=str)},
+            "fasta": str(f.fasta),
+        }
+        for tag, f in written.items()
+    ]
+    print(format_table(rows))
+    print(f"genossm finetune --classes {opts.out_dir / MANIFEST} --examples records ...")
+
+
 def download(opts: DownloadOptions) -> None:
     from genossm.data.download import run_recipe
 
@@ -70,6 +103,12 @@ SUBCOMMANDS: dict[str, tuple[type, tuple[str, ...], str, Callable[[Any], None]]]
         ("alignment", "out_dir"),
         "MAF alignment -> one ungapped FASTA and block BED per species",
         maf2fasta,
+    ),
+    "table2fasta": (
+        Table2FastaOptions,
+        ("table", "out_dir"),
+        "labelled sequences (CSV / TSV) -> one FASTA per label, for genossm finetune --examples records",
+        table2fasta,
     ),
     "download": (DownloadOptions, ("name",), "download hg38 (+ HyenaDNA splits) or great-ape genomes", download),
     "index": (IndexOptions, ("fasta",), "build a FASTA file's index and list its records", index),
