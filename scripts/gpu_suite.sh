@@ -13,7 +13,7 @@
 # SEED_LENGTHS, default 2^20), score-context (held-out bits per base of those backbones against the window),
 # variants (zero-shot scores of chimpanzee-lineage substitutions, results/variant-effects.md), generation (samples
 # of genossm generate against real DNA, results/generation.md), repeats (repeat or unique reads: genossm finetune
-# --examples records, results/classification.md).
+# --examples records, results/classification.md), repeats-few (the same with 500 labelled reads per class).
 # Extra Python wheels are read from .whl/. Everything lands in $OUT/results.tgz.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -173,6 +173,24 @@ for what in "$@"; do
         runs+=("runs/repeat-reads/$init")
       done
       step repeats python3 scripts/repeat_reads.py summarize "${runs[@]}" --out results/runs/repeat-reads/table.md ;;
+    repeats-few)  # the same held-out reads with 500 labelled reads per class: does pretraining help with few labels?
+      step repeats-few-build python3 scripts/repeat_reads.py build /tmp/apes/Hsap.fa /tmp/repeat-few --per-class 20000 \
+        --train-per-class 500
+      runs=()
+      for arm in ${FEW_ARMS:-scratch 1024 1048576 scratch-head 1024-head 1048576-head}; do
+        from=(); lr=1e-3; init=${arm%-head}
+        [ "$init" = scratch ] || from=(--init "runs/lm-$init/model")
+        [ "$arm" = "$init" ] || { from+=(--head-only); lr=1e-2; }  # a linear probe of the frozen backbone
+        [ "$init" = scratch ] || [ -d "runs/lm-$init/model" ] || continue
+        step "repeats-few-$arm" genossm finetune --classes /tmp/repeat-few/classes.tsv --examples records \
+          --seqlen 256 --tokens-per-step 16384 --max-steps "${FEW_STEPS:-300}" --warmup-steps 30 --lr "$lr" \
+          --eval-windows 2000 --kmer-windows 500 --kmer-k 4 --val-every 100 --checkpoint-every 1000 "${from[@]}" \
+          --output "runs/repeat-few/$arm"
+        mkdir -p "results/runs/repeat-few/$arm"
+        cp "runs/repeat-few/$arm"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-few/$arm/"
+        runs+=("runs/repeat-few/$arm")
+      done
+      step repeats-few python3 scripts/repeat_reads.py summarize "${runs[@]}" --out results/runs/repeat-few/table.md ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
   esac
 done

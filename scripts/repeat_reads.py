@@ -67,9 +67,12 @@ def evenly(items: list, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int).tolist()]
 
 
-def write_classes(fasta: Path, out: Path, per_class: int, seed: int) -> dict[str, dict[str, int]]:
+def write_classes(
+    fasta: Path, out: Path, per_class: int, seed: int, train_per_class: int | None = None
+) -> dict[str, dict[str, int]]:
     """Write OUT/<label>.fa, OUT/<label>.bed (split column) and OUT/classes.tsv, with as many reads of each label in
-    each split (at most ``per_class`` in all); returns the reads per label and split."""
+    each split (at most ``per_class`` in all, and at most ``train_per_class`` training reads: the same held-out reads
+    with fewer labelled ones); returns the reads per label and split."""
     rng = np.random.default_rng(seed)
     reads = []
     for name, seq in records(fasta).items():
@@ -81,6 +84,8 @@ def write_classes(fasta: Path, out: Path, per_class: int, seed: int) -> dict[str
     for split, share in (("train", 1 - HELDOUT), ("test", HELDOUT)):
         pools = {label: [r for r in reads if r[0] == label and r[5] == split] for label in labels}
         n = min(round(per_class * share), *(len(pool) for pool in pools.values()))
+        if split == "train" and train_per_class is not None:
+            n = min(n, train_per_class)
         for label in labels:
             chosen[label] += evenly(pools[label], n)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,13 +131,15 @@ def main() -> None:
     build.add_argument("fasta", type=Path, help="a soft-masked FASTA (lower case = repeats)")
     build.add_argument("out", type=Path, help="folder for the class files and classes.tsv")
     build.add_argument("--per-class", type=int, default=10_000, help="at most this many reads per class")
+    build.add_argument("--train-per-class", type=int, help="at most this many of them to train on (few labels)")
     build.add_argument("--seed", type=int, default=0, help="seed of the read lengths")
     summarize = commands.add_parser("summarize", help="a markdown table of finished genossm finetune runs")
     summarize.add_argument("runs", type=Path, nargs="+", help="run folders (OUTPUT of genossm finetune)")
     summarize.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
     if args.command == "build":
-        for label, splits in write_classes(args.fasta, args.out, args.per_class, args.seed).items():
+        written = write_classes(args.fasta, args.out, args.per_class, args.seed, args.train_per_class)
+        for label, splits in written.items():
             print(f"{label}: {splits['train']:,} train reads, {splits['test']:,} held-out reads")
         return
     table = markdown_table(summary_rows(args.runs))
