@@ -177,18 +177,20 @@ for what in "$@"; do
       step repeats-few-build python3 scripts/repeat_reads.py build /tmp/apes/Hsap.fa /tmp/repeat-few --per-class 20000 \
         --train-per-class 500
       runs=()
-      for arm in ${FEW_ARMS:-scratch 1024 1048576 scratch-head 1024-head 1048576-head}; do
-        from=(); lr=1e-3; init=${arm%-head}
-        [ "$init" = scratch ] || from=(--init "runs/lm-$init/model")
-        [ "$arm" = "$init" ] || { from+=(--head-only); lr=1e-2; }  # a linear probe of the frozen backbone
-        [ "$init" = scratch ] || [ -d "runs/lm-$init/model" ] || continue
-        step "repeats-few-$arm" genossm finetune --classes /tmp/repeat-few/classes.tsv --examples records \
-          --seqlen 256 --tokens-per-step 16384 --max-steps "${FEW_STEPS:-300}" --warmup-steps 30 --lr "$lr" \
-          --eval-windows 2000 --kmer-windows 500 --kmer-k 4 --val-every 100 --checkpoint-every 1000 "${from[@]}" \
-          --output "runs/repeat-few/$arm"
-        mkdir -p "results/runs/repeat-few/$arm"
-        cp "runs/repeat-few/$arm"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-few/$arm/"
-        runs+=("runs/repeat-few/$arm")
+      for seed in ${FEW_SEEDS:-0}; do
+        for arm in ${FEW_ARMS:-scratch 1024 1048576 scratch-head 1024-head 1048576-head}; do
+          from=(); lr=1e-3; init=${arm%-head}; name=$arm; [ "$seed" = 0 ] || name=$arm-seed$seed
+          [ "$init" = scratch ] || from=(--init "runs/lm-$init/model")
+          [ "$arm" = "$init" ] || { from+=(--head-only); lr=1e-2; }  # a linear probe of the frozen backbone
+          [ "$init" = scratch ] || [ -d "runs/lm-$init/model" ] || continue
+          step "repeats-few-$name" genossm finetune --classes /tmp/repeat-few/classes.tsv --examples records \
+            --seqlen 256 --tokens-per-step 16384 --max-steps "${FEW_STEPS:-300}" --warmup-steps 30 --lr "$lr" \
+            --eval-windows 2000 --kmer-windows 500 --kmer-k 4 --val-every 100 --checkpoint-every 1000 --seed "$seed" \
+            "${from[@]}" --output "runs/repeat-few/$name"
+          mkdir -p "results/runs/repeat-few/$name"
+          cp "runs/repeat-few/$name"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-few/$name/"
+          runs+=("runs/repeat-few/$name")
+        done
       done
       step repeats-few python3 scripts/repeat_reads.py summarize "${runs[@]}" --out results/runs/repeat-few/table.md ;;
     *) echo "unknown step $what" >&2; exit 2 ;;
