@@ -1,4 +1,4 @@
-"""``genossm finetune --classes DIR|TSV``: train a species classifier, save it to OUTPUT/model, evaluate it.
+"""``genossm finetune --classes DIR|TSV``: train a sequence classifier, save it to OUTPUT/model, evaluate it.
 
 Options come from ``--config FILE`` (YAML), then from flags. With ``--resume`` the run's saved options are the
 base: the flags given may only change how long and where it trains (--max-steps, --devices, ...).

@@ -12,7 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("genossm.cli.pretrain", "next-base pretraining on a genome (Lightning)"),
     "scale": ("genossm.cli.scale", "a series of pretraining runs (length or size) with its table and plots"),
-    "finetune": ("genossm.cli.finetune", "train a species classifier on one FASTA per class"),
+    "finetune": ("genossm.cli.finetune", "train a classifier (species, reads, any labels) on one FASTA per class"),
     "classify": ("genossm.cli.classify", "label every record of a FASTA file with a fine-tuned classifier"),
     "score": ("genossm.cli.score", "log-likelihood and bits per base of every record under a language model"),
     "score-variants": (
