@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from genossm.fileio import atomic_open
 
 from .faidx import FastaWriter
+from .tokenizer import UNK_ID, encode
 
-NUCLEOTIDE_CODES = frozenset("ACGTUNRYSWKMBDHVXacgtunryswkmbdhvx")
 SAFE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a label is a file name
 MANIFEST = "classes.tsv"
 
@@ -75,8 +77,9 @@ def table_to_classes(
             bases = (row[sequence] or "").strip()
             if not bases:
                 raise ValueError(f"{where}: empty sequence")
-            bad = next((i for i, c in enumerate(bases) if c not in NUCLEOTIDE_CODES), None)
-            if bad is not None:
+            unknown = np.flatnonzero(encode(bases.encode()) == UNK_ID)  # the tokenizer's own codes decide
+            if unknown.size:
+                bad = int(unknown[0])
                 raise ValueError(f"{where}: {bases[bad]!r} at position {bad + 1} is not a nucleotide code")
             tag = (row[label] or "").strip()
             if not SAFE_LABEL.fullmatch(tag):
