@@ -70,12 +70,12 @@ def step_fn(
     ``graphs`` the step's forward and backward replay from a CUDA graph where training would (``graphs_apply``)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
     labels = ids.roll(-1, dims=1)
-    scale = torch.full((), 1 / ids.numel(), device=ids.device)
     graphed = None
     if isinstance(model, MambaLMHeadModel):
         model.backbone.gradient_checkpointing = plan.checkpoint
         if train and graphs_apply(ids.device, 1, plan.mode == "plain", ids.numel(), graphs):
             graphed = GraphedMicroBatches(model, lambda x, y: (summed_token_loss(model(x).logits, y), y.numel()))
+            scale = torch.full((), 1 / ids.numel(), device=ids.device)
 
     def call() -> None:
         with torch.autocast(ids.device.type, torch.bfloat16, enabled=autocast), torch.set_grad_enabled(train):

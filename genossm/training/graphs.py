@@ -73,15 +73,10 @@ class GraphedMicroBatches:
             for _ in range(WARMUP):  # compiles the kernels and allocates .grad outside the graph
                 self._step(*inputs)
         torch.cuda.current_stream().wait_stream(side)
-        self._zero_grads()
+        self.model.zero_grad(set_to_none=False)  # the warm-ups' gradients; the tensors stay for the graph to feed
         graph = torch.cuda.CUDAGraph()
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         with torch.cuda.graph(graph, pool=self._pool), autocast:
             outputs = self._step(*inputs)
         return graph, inputs, outputs
-
-    def _zero_grads(self) -> None:
-        for p in self.model.parameters():
-            if p.grad is not None:
-                p.grad.zero_()
