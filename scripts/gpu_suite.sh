@@ -31,6 +31,10 @@ fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$R/install.log" 2>&1 || { cat "$R/install.log"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$R/gpu.txt"
 
+keep_summary() {  # keep_summary RUN DEST: what the results keep of a fine-tuning run (not its checkpoints)
+  mkdir -p "$2" && cp "$1"/{summary.json,confusion.png,metrics.csv} "$2/"
+}
+
 step() {  # step NAME COMMAND...: run, log, report the exit status
   local name=$1; shift
   echo "=== $name: $*"
@@ -168,8 +172,7 @@ for what in "$@"; do
           --tokens-per-step 65536 --max-steps "${REPEAT_STEPS:-2000}" --lr 1e-3 --eval-windows 2000 \
           --kmer-windows 5000 --kmer-k 4 --val-every 500 --checkpoint-every 1000 "${from[@]}" \
           --output "runs/repeat-reads/$init"
-        mkdir -p "results/runs/repeat-reads/$init"  # what the results keep of a run: not its checkpoints
-        cp "runs/repeat-reads/$init"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-reads/$init/"
+        keep_summary "runs/repeat-reads/$init" "results/runs/repeat-reads/$init"
         runs+=("runs/repeat-reads/$init")
       done
       step repeats python3 scripts/repeat_reads.py summarize "${runs[@]}" --out results/runs/repeat-reads/table.md ;;
@@ -187,8 +190,7 @@ for what in "$@"; do
             --seqlen 256 --tokens-per-step 16384 --max-steps "${FEW_STEPS:-300}" --warmup-steps 30 --lr "$lr" \
             --eval-windows 2000 --kmer-windows 500 --kmer-k 4 --val-every 100 --checkpoint-every 1000 --seed "$seed" \
             "${from[@]}" --output "runs/repeat-few/$name"
-          mkdir -p "results/runs/repeat-few/$name"
-          cp "runs/repeat-few/$name"/{summary.json,confusion.png,metrics.csv} "results/runs/repeat-few/$name/"
+          keep_summary "runs/repeat-few/$name" "results/runs/repeat-few/$name"
           runs+=("runs/repeat-few/$name")
         done
       done

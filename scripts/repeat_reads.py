@@ -15,13 +15,13 @@ copies of a repeat family are of course on both sides), both classes equally rep
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from pathlib import Path
 
 import numpy as np
 
 from genossm.bench.report import markdown_table
+from genossm.data.genome import Genome
 
 MIN_READ, MAX_READ = 100, 250
 PURE = 0.9  # share of lower-case (repeat) or upper-case (unique) bases a read needs for its label
@@ -29,18 +29,9 @@ HELDOUT = 0.1  # the last share of every record
 
 
 def records(path: Path) -> dict[str, bytes]:
-    """Every record of a (gzipped) FASTA file, case kept."""
-    opener = gzip.open if path.suffix in (".gz", ".bgz") else open
-    out: dict[str, list[bytes]] = {}
-    with opener(path, "rb") as handle:
-        name = None
-        for line in handle:
-            if line.startswith(b">"):
-                name = line[1:].split()[0].decode()
-                out[name] = []
-            elif name is not None:
-                out[name].append(line.strip())
-    return {k: b"".join(v) for k, v in out.items()}
+    """Every record of a FASTA file (plain, gzip or bgzip), case kept."""
+    genome = Genome(path)
+    return {name: genome.fetch_bytes(name, 0, length) for name, length in genome.lengths.items()}
 
 
 def labelled_reads(name: str, seq: bytes, rng: np.random.Generator) -> list[tuple[str, int, int, bytes]]:
