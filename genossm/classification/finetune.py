@@ -28,7 +28,7 @@ from genossm.training.memory import MemoryPlan
 from genossm.training.memory_estimate import StepShape, plan_for_run
 from genossm.training.optim import OptimConfig
 from genossm.training.run_dir import RunDir, is_first_process, run_folder
-from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer
+from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer, token_budget
 
 from .checkpoints import init_config, init_from
 from .infer import WindowReader
@@ -38,6 +38,7 @@ from .module import ClassifierModule
 from .run_data import build_data, heldout_regions, heldout_windows, kmer_training_windows, region_chunks
 
 SUMMARY_NAME = "summary.json"
+GPU_TOKENS_PER_STEP = 1 << 18
 # Options a resumed run may change: how long it trains and where it runs, not what it learns from.
 RESUMABLE = {
     "max_steps", "devices", "strategy", "precision", "cuda_graphs", "val_every", "checkpoint_every", "num_workers",
@@ -53,8 +54,18 @@ class ClassifierTrainingOptions(HardwareOptions):
     pooling: Literal["mean", "last"] = option("mean", "how the hidden states of a window become one vector")
     head_only: bool = option(False, "train the classification head only, with the backbone frozen")
     max_steps: int = option(1000, "optimizer steps")
-    tokens_per_step: int = option(1 << 18, "tokens per optimizer step (windows per step = this / seqlen, at least 1)")
-    max_tokens_per_micro_batch: int = option(1 << 18, "most tokens in one forward pass (more: gradient accumulation)")
+    tokens_per_step: int | None = option(
+        None,
+        "tokens per optimizer step (windows per step = this / seqlen, at least 1; default: 2^18 on GPU, 2^13 on CPU)",
+    )
+    max_tokens_per_micro_batch: int | None = option(
+        None, "most tokens in one forward pass, more are accumulated (default: the whole step on GPU, 4096 on CPU)"
+    )
+
+    def step_tokens(self, seqlen: int = 1) -> tuple[int, int]:
+        """(tokens per step, most tokens per forward pass) at window length ``seqlen``, device defaults resolved."""
+        return token_budget(self.tokens_per_step, self.max_tokens_per_micro_batch, seqlen, GPU_TOKENS_PER_STEP)
+
     lr: float = option(6e-4, "peak learning rate (AdamW, linear warm-up then cosine decay)")
     warmup_steps: int = option(100, "learning-rate warm-up steps (at most a tenth of --max-steps)")
     weight_decay: float = option(0.1, "AdamW weight decay (not on biases, norms, embeddings)")
@@ -208,7 +219,7 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     if trainer.global_rank != 0:
         return None
     module.model.save_pretrained(run.model)
-    classifier = WindowReader(module.model, batch_tokens=max(opts.tokens_per_step, opts.seqlen))
+    classifier = WindowReader(module.model, batch_tokens=opts.step_tokens(opts.seqlen)[0])
     held_out, train = heldout_windows(data), kmer_training_windows(data, opts.kmer_windows)
     summary = {
         "labels": labels,

@@ -28,12 +28,13 @@ def eval_windows_per_class(opts: FinetuneOptions) -> int:
 
 def build_data(opts: FinetuneOptions) -> tuple[SpeciesDataModule, list[str]]:
     """The species DataModule of a run and its class labels (the class files are checked here, before training)."""
+    tokens_per_step, max_tokens_per_micro_batch = opts.step_tokens(opts.seqlen)
     config = SpeciesDataConfig(
         classes=opts.classes,
         seqlen=opts.seqlen,
         examples=opts.examples,
-        tokens_per_step=max(opts.tokens_per_step, opts.seqlen),
-        max_tokens_per_micro_batch=max(opts.max_tokens_per_micro_batch, opts.seqlen),
+        tokens_per_step=tokens_per_step,
+        max_tokens_per_micro_batch=max_tokens_per_micro_batch,
         max_steps=opts.max_steps,
         heldout_fraction=opts.heldout_fraction,
         heldout_windows_per_class=eval_windows_per_class(opts),

@@ -314,7 +314,7 @@ def write_results(opts: StudyOptions, rows: list[dict[str, Any]]) -> Path:
             f"## {opts.title}",
             "",
             f"Classes: {', '.join(labels)} (chance {1 / len(labels):.0%}). Model `{opts.model}`"
-            f"{', head only' if opts.head_only else ''}, {opts.tokens_per_step:,} tokens per step, "
+            f"{', head only' if opts.head_only else ''}, {opts.step_tokens()[0]:,} tokens per step, "
             f"held-out windows from regions never trained on; the k-mer baseline is fitted on training windows and "
             f"scored on exactly the same held-out windows. *Tiled*: the held-out regions cut into consecutive "
             f"windows, each classified alone (windowed, as `genossm classify`) or with the recurrent state carried "

@@ -25,7 +25,7 @@ from .memory_estimate import StepShape, plan_for_run
 from .optim import OptimConfig
 from .run_dir import is_first_process, run_folder
 from .step_module import NonFiniteLossError
-from .trainer import HardwareOptions, activation_dtype, build_trainer
+from .trainer import HardwareOptions, activation_dtype, build_trainer, token_budget
 
 
 @dataclass
@@ -66,10 +66,6 @@ class PretrainOptions(HardwareOptions):
     resume: bool = option(False, "continue the run in --output from its last checkpoint, with the same data order")
 
 
-def _on_gpu() -> bool:
-    return torch.cuda.is_available()
-
-
 def memory_plan(opts: PretrainOptions, config: MambaConfig) -> MemoryPlan:
     """The activation-memory mode: as asked, or for 'auto' the fastest predicted to fit the GPU at every stage of
     the length schedule (by length without a GPU); fails with each mode's predicted peak when none fits."""
@@ -81,13 +77,12 @@ def memory_plan(opts: PretrainOptions, config: MambaConfig) -> MemoryPlan:
 
 def data_config(opts: PretrainOptions) -> LMDataConfig:
     """The data settings of a run (defaults that depend on the device are resolved here)."""
-    tokens = opts.tokens_per_step or (2**20 if _on_gpu() else 2**13)
-    micro = opts.max_tokens_per_micro_batch or (tokens if _on_gpu() else 4096)
+    tokens, micro = token_budget(opts.tokens_per_step, opts.max_tokens_per_micro_batch, opts.seqlen, 2**20)
     return LMDataConfig(
         fasta=opts.data or sample_path("human"),
         bed=opts.bed,
         seqlen=opts.seqlen,
-        tokens_per_step=max(tokens, opts.seqlen),
+        tokens_per_step=tokens,
         max_tokens_per_micro_batch=micro,
         max_steps=opts.max_steps,
         seqlen_warmup=opts.seqlen_warmup,

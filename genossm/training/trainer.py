@@ -47,6 +47,22 @@ class HardwareOptions:
     )
 
 
+CPU_TOKENS_PER_STEP, CPU_TOKENS_PER_MICRO_BATCH = 2**13, 2**12
+
+
+def token_budget(
+    tokens_per_step: int | None, max_tokens_per_micro_batch: int | None, seqlen: int, gpu_tokens_per_step: int
+) -> tuple[int, int]:
+    """(tokens per optimizer step, at least ``seqlen``; most tokens per forward pass, a longer window taking one pass
+    alone) with the device's defaults for what is not given: on a GPU ``gpu_tokens_per_step`` in one pass; on the
+    CPU 2^13 in passes of 2^12 (the PyTorch path keeps every scan step for the backward, several hundred kB per
+    token for a 1.4M model: a GPU's budget of 2^18 tokens in one pass would need over 100 GB)."""
+    gpu = torch.cuda.is_available()
+    tokens = tokens_per_step or (gpu_tokens_per_step if gpu else CPU_TOKENS_PER_STEP)
+    micro = max_tokens_per_micro_batch or (tokens if gpu else CPU_TOKENS_PER_MICRO_BATCH)
+    return max(tokens, seqlen), micro
+
+
 def resolve_precision(precision: str) -> str:
     """'auto' -> bf16-mixed on CUDA, 32-true elsewhere."""
     if precision != "auto":

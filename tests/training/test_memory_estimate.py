@@ -253,13 +253,11 @@ def test_pretrain_stops_before_writing_when_nothing_fits(monkeypatch, tmp_path, 
 def classifier_plan(monkeypatch, gpu_gib, **kw):
     monkeypatch.setattr(memory_estimate, "gpu_memory", lambda: gpu_gib and gpu_gib * GIB)
     defaults = {"model": "mamba1-0.7m", "seqlen": 2**16, "tokens_per_step": 2**20, "precision": "bf16-mixed"}
-    opts = FinetuneOptions(**{**defaults, **kw})
+    opts = FinetuneOptions(**{"max_tokens_per_micro_batch": 2**18, **defaults, **kw})  # a GPU's default
+    tokens, micro = opts.step_tokens(opts.seqlen)
     data = SpeciesDataModule(
         SpeciesDataConfig(
-            classes="unused",
-            seqlen=opts.seqlen,
-            tokens_per_step=opts.tokens_per_step,
-            max_tokens_per_micro_batch=opts.max_tokens_per_micro_batch,
+            classes="unused", seqlen=opts.seqlen, tokens_per_step=tokens, max_tokens_per_micro_batch=micro
         )
     )
     return classifier_memory_plan(opts, model_config(opts.model), data)
