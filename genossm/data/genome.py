@@ -215,9 +215,9 @@ class Genome:
         ids = np.frombuffer(self._raw(name, start, end).translate(ENCODE_BYTES, b"\r\n"), dtype=np.uint8)
         if strict:
             try:
-                check_known(ids, self.fetch_bytes(name, start, end))
+                check_known(ids, self.fetch_bytes(name, start, end), start)
             except ValueError as err:
-                raise ValueError(f"{self.path}: record {name}, from position {start:,}: {err}") from None
+                raise ValueError(f"{self.path}: record {name}: {err}") from None
         return ids
 
 
@@ -322,10 +322,13 @@ def iter_record_chunks(path: str | Path, chunk_bases: int, strict: bool = False)
 
 
 def _chunk(path: Path, name: str, offset: int, raw: bytes, strict: bool) -> RecordChunk:
-    try:
-        return RecordChunk(name, offset, encode(raw, strict=strict))
-    except ValueError as err:
-        raise ValueError(f"{path}: record {name}, from position {offset:,}: {err}") from None
+    ids = encode(raw)
+    if strict:
+        try:
+            check_known(ids, raw, offset)
+        except ValueError as err:
+            raise ValueError(f"{path}: record {name}: {err}") from None
+    return RecordChunk(name, offset, ids)
 
 
 def iter_records(path: str | Path, strict: bool = False) -> Iterator[tuple[str, np.ndarray]]:

@@ -15,12 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from genossm.fileio import atomic_open
 
 from .faidx import FastaWriter
-from .tokenizer import UNK_ID, encode
+from .tokenizer import check_known, encode
 
 SAFE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a label is a file name
 MANIFEST = "classes.tsv"
@@ -77,10 +75,10 @@ def table_to_classes(
             bases = (row[sequence] or "").strip()
             if not bases:
                 raise ValueError(f"{where}: empty sequence")
-            unknown = np.flatnonzero(encode(bases.encode()) == UNK_ID)  # the tokenizer's own codes decide
-            if unknown.size:
-                bad = int(unknown[0])
-                raise ValueError(f"{where}: {bases[bad]!r} at position {bad + 1} is not a nucleotide code")
+            try:
+                check_known(encode(bases), bases)  # the tokenizer's own codes decide
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
             tag = (row[label] or "").strip()
             if not SAFE_LABEL.fullmatch(tag):
                 raise ValueError(f"{where}: label {tag!r} cannot name a file (letters, digits, _ . + - only)")

@@ -21,13 +21,14 @@ T = TypeVar("T")
 
 
 def fasta_chunks(
-    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4
+    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4, strict: bool = False
 ) -> Iterator[RecordChunk]:
     """Stream the records of a FASTA file as token chunks, read ``prefetch`` chunks ahead in a background thread
     (so reading overlaps the model), with a progress bar (in bases) on stderr if asked.
 
     The bar knows the total when a ``.fai`` index lies beside the file. An empty file, a file that is not FASTA,
-    or one whose records hold no bases is an error naming it (raised here, in the caller's thread).
+    or one whose records hold no bases is an error naming it (raised here, in the caller's thread); with
+    ``strict``, so is a character that is no nucleotide code.
     """
     path = Path(path)
     fai = path.with_name(path.name + ".fai")
@@ -36,7 +37,7 @@ def fasta_chunks(
     def read() -> Iterator[RecordChunk]:
         bases = 0
         with _bar(total, path.name, progress) as bar:
-            for chunk in iter_record_chunks(path, chunk_bases):
+            for chunk in iter_record_chunks(path, chunk_bases, strict):
                 bases += len(chunk.tokens)
                 yield chunk
                 bar.update(len(chunk.tokens))
@@ -70,9 +71,11 @@ def region_chunks(
     chunk_bases: int = 1 << 22,
     progress: bool = False,
     prefetch: int = 4,
+    strict: bool = False,
 ) -> Iterator[RecordChunk]:
     """Stream each region of ``fasta`` as a record of its own, named by :func:`region_name` (random access through
-    :class:`~genossm.data.genome.Genome`, so the file is indexed, or decompressed once if it is plain gzip)."""
+    :class:`~genossm.data.genome.Genome`, so the file is indexed, or decompressed once if it is plain gzip);
+    ``strict`` as in :func:`fasta_chunks`."""
     genome = Genome(fasta)
     total = sum(len(r) for r in regions)
 
@@ -82,7 +85,7 @@ def region_chunks(
                 name = region_name(region)
                 for offset in range(0, len(region), chunk_bases):
                     start = region.start + offset
-                    tokens = genome.fetch(region.chrom, start, min(start + chunk_bases, region.end))
+                    tokens = genome.fetch(region.chrom, start, min(start + chunk_bases, region.end), strict)
                     yield RecordChunk(name, offset, tokens)
                     bar.update(len(tokens))
 
@@ -93,13 +96,15 @@ def sequence_chunks(
     fasta: str | Path, bed: str | Path | None = None, split: str | None = None, progress: bool = False
 ) -> Iterator[RecordChunk]:
     """What an inference command reads: every record of ``fasta``, or its ``bed`` regions (of ``split``). The first
-    chunk is read at once, so that a file that is empty or not FASTA fails here, before any output is written."""
+    chunk is read at once, so that a file that is empty or not FASTA fails here, before any output is written; a
+    character that is no nucleotide code (a protein or a gapped alignment given by mistake) is an error naming its
+    record and base, not an ``[UNK]`` the model was never trained on."""
     if split is not None and bed is None:
         raise ValueError("--split picks intervals of a --bed file; pass --bed too")
     if bed is not None:
-        chunks = region_chunks(fasta, bed_regions(fasta, bed, split), progress=progress)
+        chunks = region_chunks(fasta, bed_regions(fasta, bed, split), progress=progress, strict=True)
     else:
-        chunks = fasta_chunks(fasta, progress=progress)
+        chunks = fasta_chunks(fasta, progress=progress, strict=True)
     first = next(chunks, None)
     if first is None:
         raise ValueError(f"{bed or fasta}: nothing to read")

@@ -21,7 +21,7 @@ The vocabulary is part of every checkpoint (``model.tokens``); its order is fixe
 
 Encoding rules: lowercase (soft-masked) bases are the same tokens as uppercase; the IUPAC ambiguity codes
 R Y S W K M B D H V and X map to N; U (uracil) maps to T; every other byte maps to ``[UNK]``, or raises
-``ValueError`` naming its position with ``strict=True``.
+``ValueError`` naming it and its base number with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def as_bytes(seq: str | bytes | bytearray | memoryview | np.ndarray) -> np.ndarr
         try:
             seq = seq.encode("ascii")
         except UnicodeEncodeError as err:
-            raise ValueError(f"non-ASCII character {seq[err.start]!r} at position {err.start}") from None
+            raise ValueError(f"non-ASCII character {seq[err.start]!r} at base {err.start + 1:,}") from None
     if isinstance(seq, np.ndarray):
         if seq.dtype != np.uint8:
             raise TypeError(f"a sequence array must hold uint8 ASCII codes, not {seq.dtype}")
@@ -96,8 +96,8 @@ def encode(seq: str | bytes | np.ndarray, strict: bool = False) -> np.ndarray:
     """Token ids (uint8) of a DNA sequence, one per character.
 
     ``seq`` is text, bytes, or a uint8 array of ASCII codes. With ``strict=True`` a character that is no
-    nucleotide code raises ``ValueError`` naming the first one and its 0-based position; otherwise it
-    becomes ``[UNK]``.
+    nucleotide code raises ``ValueError`` naming the first one and its base number (:func:`check_known`); otherwise
+    it becomes ``[UNK]``.
     """
     if isinstance(seq, str):
         seq = as_bytes(seq)
@@ -110,13 +110,18 @@ def encode(seq: str | bytes | np.ndarray, strict: bool = False) -> np.ndarray:
     return ids
 
 
-def check_known(ids: np.ndarray, seq: str | bytes | np.ndarray) -> None:
-    """Raise ``ValueError`` naming the first character of ``seq`` that encoded to ``[UNK]``."""
+def check_known(ids: np.ndarray, seq: str | bytes | np.ndarray, offset: int = 0) -> None:
+    """Raise ``ValueError`` naming the first character of ``seq`` that encoded to ``[UNK]``, by its 1-based base
+    number, counting from ``offset`` (where ``seq`` starts in its record)."""
     unknown = np.flatnonzero(ids == UNK_ID)
     if unknown.size:
         pos = int(unknown[0])
         char = chr(int(as_bytes(seq)[pos]))
-        raise ValueError(f"{unknown.size} unknown character(s); the first is {char!r} at position {pos}")
+        others = f"; {unknown.size - 1:,} more after it" if unknown.size > 1 else ""
+        raise ValueError(
+            f"{char!r} at base {offset + pos + 1:,} is not a nucleotide code (A C G T U, N, X or an IUPAC "
+            f"ambiguity code){others}"
+        )
 
 
 def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:

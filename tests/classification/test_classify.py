@@ -252,6 +252,8 @@ def test_output_file_is_written_once_and_never_overwritten(tmp_path, model_dir):
         (">only_headers\n>another\n", "hold no bases"),
         ("\x7fELF\x02\x01\x01binary", "not a FASTA text file"),
         ("ACGT\n", "sequence before any '>' header"),
+        (">protein\nMKVLAAGIV\n>dna\nACGT\n", "record protein: 'L' at base 4 is not a nucleotide code"),
+        (">aligned\nAC--GT\n", "record aligned: '-' at base 3 is not a nucleotide code"),
     ],
 )
 def test_bad_fasta_is_one_line_naming_the_file(tmp_path, model_dir, capsys, content, message):

@@ -61,7 +61,7 @@ def test_a_gzipped_tsv_without_splits_or_names(tmp_path, cache):
     [
         (ROWS, {"split": "fold"}, r"no column 'fold' \(--split\); the header has id, sequence, label, split"),
         ([*ROWS, ("r6", "", "other", "train")], {}, "line 7: empty sequence"),
-        ([*ROWS, ("r6", "ACGZT", "other", "train")], {}, "line 7: 'Z' at position 4 is not a nucleotide code"),
+        ([*ROWS, ("r6", "ACGZT", "other", "train")], {}, "line 7: 'Z' at base 4 is not a nucleotide code"),
         ([*ROWS, ("r6", "ACGT", "a/b", "train")], {}, r"line 7: label 'a/b' cannot name a file"),
         ([*ROWS, ("r1", "ACGT", "other", "train")], {"name": "id"}, "line 7: record name 'r1' repeats line 2"),
         (ROWS[:2], {}, r"at least two labels, found \['enhancer'\]"),

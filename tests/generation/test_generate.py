@@ -199,7 +199,7 @@ def test_cli_bad_inputs(tmp_path, lm_dir, capsys):
         (["--prompt", "ACGT", "--prompt-fasta", str(bad_fasta)], "not both"),
         (
             ["--prompt-fasta", str(bad_fasta)],
-            f"{bad_fasta}: record bad, from position 0: 1 unknown character(s); the first is '#' at position 2",
+            f"{bad_fasta}: record bad: '#' at base 3 is not a nucleotide code",
         ),
         (["--prompt-fasta", str(empty)], str(empty)),
         (["--length", "0"], "at least one base"),

@@ -140,12 +140,19 @@ def test_bad_inputs_name_the_file(tmp_path, lm_dir, capsys):
         handle.write("")
     bed = tmp_path / "r.bed"
     bed.write_text("chrA\t0\t50\ttrain\n")
+    gapped = tmp_path / "gapped.fa"
+    gapped.write_text(">chrA\n" + "A" * 30 + "\n" + "C" * 10 + "-" * 20 + "\n")
+    gapped_bed = tmp_path / "gapped.bed"
+    gapped_bed.write_text("chrA\t20\t60\n")
     cases = [
         (["score", str(fasta), "--model", str(clf)], "holds a classifier, not a language model"),
         (["score", str(empty), "--model", str(lm_dir)], str(empty)),
         (["score", str(fasta), "--model", str(lm_dir), "--bed", str(bed), "--split", "test"], "no interval of split"),
         (["score", str(fasta), "--model", str(lm_dir), "--split", "test"], "pass --bed too"),
         (["score", str(fasta), "--model", str(lm_dir), "--window", "0"], "at least one base"),
+        (["score", str(gapped), "--model", str(lm_dir)], "record chrA: '-' at base 41 is not a nucleotide code"),
+        (["score", str(gapped), "--model", str(lm_dir), "--bed", str(gapped_bed)], "'-' at base 41 is not"),
+        (["embed", str(gapped), "--model", str(lm_dir), "--output", str(tmp_path / "e.npz")], "'-' at base 41"),
     ]
     for argv, message in cases:
         assert main([*argv, "--no-progress"]) == 1, argv
