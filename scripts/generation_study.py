@@ -164,7 +164,7 @@ def main() -> None:
     spectra = {k: spectrum(second, k) for k in KS}
     samples = max(1, round(sum(len(s) for s in first) / args.length))
     seen = np.unique(np.concatenate([kmer_codes(s, SEEN_K) for s in train]))
-    models = dict(spec.rsplit("=", 1) for spec in args.model)
+    models = dict(spec.split("=", 1) for spec in args.model)  # a name has no "=", a path may
     scorer = LikelihoodScorer(load_language_model(next(iter(models.values()))))
     rng = np.random.default_rng(0)
 

@@ -83,7 +83,7 @@ def main() -> None:
     prompt_gc = gc_of(TO_BASE[prompts])
     rows = [row("the genome's own", prompt_gc, TO_BASE[real], TO_BASE[real])]
     for spec in args.model:
-        name, path = spec.rsplit("=", 1)
+        name, path = spec.split("=", 1)  # a name has no "=", a path may
         sampler = Sampler(load_language_model(path), Sampling(temperature=1.0))
         samples = sampler.generate(list(prompts), args.length, num=1, seed=0, progress=False)
         rows.append(row(name, prompt_gc, TO_BASE[samples], TO_BASE[real]))

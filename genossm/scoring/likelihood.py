@@ -86,7 +86,7 @@ def load_language_model(path: str | Path, device: str | torch.device | None = No
     path = Path(path)
     model = from_pretrained(path, device=device)
     if not isinstance(model, MambaLMHeadModel):
-        raise ValueError(f"{path} holds a classifier, not a language model: score with a model written by "
+        raise ValueError(f"{path} holds a classifier, not a language model: use a model written by "
                          "`genossm pretrain` (OUTPUT/model)")  # fmt: skip
     check_vocabulary(model.tokens, model.config, path / META_NAME)
     return model
