@@ -137,6 +137,14 @@ def row(name: str, seqs: list[np.ndarray], spectra: dict, seen: np.ndarray, scor
     return result
 
 
+def model_spec(text: str) -> tuple[str, str]:
+    """``--model NAME=DIR`` as (name, directory): split at the first '=' (a directory may hold one, a name not)."""
+    name, sep, path = text.partition("=")
+    if not (name and sep and path):
+        raise ValueError(text)
+    return name, path
+
+
 def table(rows: list[dict]) -> str:
     def cells(r: dict) -> dict:
         ends = f"{r['gc_by_position'][0]:.3f} / {r['gc_by_position'][-1]:.3f}" if "gc_by_position" in r else "-"
@@ -151,7 +159,9 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fasta", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=DIR of a language model (repeat)")
+    parser.add_argument(
+        "--model", type=model_spec, action="append", required=True, help="NAME=DIR of a language model (repeat)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--length", type=int, default=16384)
     parser.add_argument("--temperature", type=float, nargs="+", default=[1.0, 0.8])
@@ -164,7 +174,7 @@ def main() -> None:
     spectra = {k: spectrum(second, k) for k in KS}
     samples = max(1, round(sum(len(s) for s in first) / args.length))
     seen = np.unique(np.concatenate([kmer_codes(s, SEEN_K) for s in train]))
-    models = dict(spec.split("=", 1) for spec in args.model)  # a name has no "=", a path may
+    models = dict(args.model)
     scorer = LikelihoodScorer(load_language_model(next(iter(models.values()))))
     rng = np.random.default_rng(0)
 

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from generation_study import GC_BIN, TO_BASE
+from generation_study import GC_BIN, TO_BASE, model_spec
 
 from genossm.bench.report import markdown_table, plot_lines
 from genossm.data.genome import Genome
@@ -72,7 +72,9 @@ def table(rows: list[dict], shown: list[int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fasta", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=DIR of a language model (repeat)")
+    parser.add_argument(
+        "--model", type=model_spec, action="append", required=True, help="NAME=DIR of a language model (repeat)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--prompt-length", type=int, default=4096)
@@ -82,8 +84,7 @@ def main() -> None:
     prompts, real = windows(Genome(args.fasta), args.prompts, args.prompt_length, args.length)
     prompt_gc = gc_of(TO_BASE[prompts])
     rows = [row("the genome's own", prompt_gc, TO_BASE[real], TO_BASE[real])]
-    for spec in args.model:
-        name, path = spec.split("=", 1)  # a name has no "=", a path may
+    for name, path in args.model:
         sampler = Sampler(load_language_model(path), Sampling(temperature=1.0))
         samples = sampler.generate(list(prompts), args.length, num=1, seed=0, progress=False)
         rows.append(row(name, prompt_gc, TO_BASE[samples], TO_BASE[real]))

@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from generation_study import model_spec
+
 from genossm.bench.report import markdown_table, plot_lines
 from genossm.data.genome import Genome
 from genossm.data.intervals import split_by_region
@@ -61,7 +63,9 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fasta", type=Path, help="the FASTA the models were pretrained on")
-    parser.add_argument("--model", action="append", default=[], help="LABEL=DIR of a language model (repeat)")
+    parser.add_argument(
+        "--model", type=model_spec, action="append", default=[], help="LABEL=DIR of a language model (repeat)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for rows.json, table.md and context.png")
     parser.add_argument("--from-rows", type=Path, help="redraw from this rows.json instead of scoring")
     args = parser.parse_args()
@@ -70,7 +74,7 @@ def main() -> None:
     else:
         if args.fasta is None or not args.model:
             parser.error("--fasta and at least one --model are needed to score")
-        rows = score_rows(args.fasta, dict(spec.split("=", 1) for spec in args.model))
+        rows = score_rows(args.fasta, dict(args.model))
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "rows.json", json.dumps(rows, indent=1) + "\n")
     atomic_write_text(args.out / "table.md", table(rows))

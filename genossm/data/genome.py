@@ -214,10 +214,7 @@ class Genome:
         """Token ids (uint8) of ``name[start:end]``; ``strict`` makes an unknown character an error."""
         ids = np.frombuffer(self._raw(name, start, end).translate(ENCODE_BYTES, b"\r\n"), dtype=np.uint8)
         if strict:
-            try:
-                check_known(ids, self.fetch_bytes(name, start, end), start)
-            except ValueError as err:
-                raise ValueError(f"{self.path}: record {name}: {err}") from None
+            check_record_bases(self.path, name, ids, self.fetch_bytes(name, start, end), start)
         return ids
 
 
@@ -324,11 +321,17 @@ def iter_record_chunks(path: str | Path, chunk_bases: int, strict: bool = False)
 def _chunk(path: Path, name: str, offset: int, raw: bytes, strict: bool) -> RecordChunk:
     ids = encode(raw)
     if strict:
-        try:
-            check_known(ids, raw, offset)
-        except ValueError as err:
-            raise ValueError(f"{path}: record {name}: {err}") from None
+        check_record_bases(path, name, ids, raw, offset)
     return RecordChunk(name, offset, ids)
+
+
+def check_record_bases(path: Path, name: str, ids: np.ndarray, raw: bytes, offset: int) -> None:
+    """:func:`~.tokenizer.check_known` of bases read from record ``name`` of ``path`` from ``offset``, its error
+    naming the file and the record."""
+    try:
+        check_known(ids, raw, offset)
+    except ValueError as err:
+        raise ValueError(f"{path}: record {name}: {err}") from None
 
 
 def iter_records(path: str | Path, strict: bool = False) -> Iterator[tuple[str, np.ndarray]]:

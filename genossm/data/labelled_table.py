@@ -18,7 +18,7 @@ from pathlib import Path
 from genossm.fileio import atomic_open
 
 from .faidx import FastaWriter
-from .tokenizer import check_known, encode
+from .tokenizer import encode
 
 SAFE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a label is a file name
 MANIFEST = "classes.tsv"
@@ -76,7 +76,7 @@ def table_to_classes(
             if not bases:
                 raise ValueError(f"{where}: empty sequence")
             try:
-                check_known(encode(bases), bases)  # the tokenizer's own codes decide
+                encode(bases, strict=True)  # the tokenizer's own codes decide
             except ValueError as err:
                 raise ValueError(f"{where}: {err}") from None
             tag = (row[label] or "").strip()

@@ -21,14 +21,15 @@ T = TypeVar("T")
 
 
 def fasta_chunks(
-    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4, strict: bool = False
+    path: str | Path, chunk_bases: int = 1 << 22, progress: bool = False, prefetch: int = 4
 ) -> Iterator[RecordChunk]:
     """Stream the records of a FASTA file as token chunks, read ``prefetch`` chunks ahead in a background thread
     (so reading overlaps the model), with a progress bar (in bases) on stderr if asked.
 
     The bar knows the total when a ``.fai`` index lies beside the file. An empty file, a file that is not FASTA,
-    or one whose records hold no bases is an error naming it (raised here, in the caller's thread); with
-    ``strict``, so is a character that is no nucleotide code.
+    or one whose records hold no bases is an error naming it (raised here, in the caller's thread), and so is a
+    character that is no nucleotide code (a protein or a gapped alignment given by mistake: not an ``[UNK]`` that no
+    model was trained on), by its record and base.
     """
     path = Path(path)
     fai = path.with_name(path.name + ".fai")
@@ -37,7 +38,7 @@ def fasta_chunks(
     def read() -> Iterator[RecordChunk]:
         bases = 0
         with _bar(total, path.name, progress) as bar:
-            for chunk in iter_record_chunks(path, chunk_bases, strict):
+            for chunk in iter_record_chunks(path, chunk_bases, strict=True):
                 bases += len(chunk.tokens)
                 yield chunk
                 bar.update(len(chunk.tokens))
@@ -71,11 +72,10 @@ def region_chunks(
     chunk_bases: int = 1 << 22,
     progress: bool = False,
     prefetch: int = 4,
-    strict: bool = False,
 ) -> Iterator[RecordChunk]:
     """Stream each region of ``fasta`` as a record of its own, named by :func:`region_name` (random access through
-    :class:`~genossm.data.genome.Genome`, so the file is indexed, or decompressed once if it is plain gzip);
-    ``strict`` as in :func:`fasta_chunks`."""
+    :class:`~genossm.data.genome.Genome`, so the file is indexed, or decompressed once if it is plain gzip); a
+    character that is no nucleotide code is an error, as in :func:`fasta_chunks`."""
     genome = Genome(fasta)
     total = sum(len(r) for r in regions)
 
@@ -85,7 +85,7 @@ def region_chunks(
                 name = region_name(region)
                 for offset in range(0, len(region), chunk_bases):
                     start = region.start + offset
-                    tokens = genome.fetch(region.chrom, start, min(start + chunk_bases, region.end), strict)
+                    tokens = genome.fetch(region.chrom, start, min(start + chunk_bases, region.end), strict=True)
                     yield RecordChunk(name, offset, tokens)
                     bar.update(len(tokens))
 
@@ -96,15 +96,13 @@ def sequence_chunks(
     fasta: str | Path, bed: str | Path | None = None, split: str | None = None, progress: bool = False
 ) -> Iterator[RecordChunk]:
     """What an inference command reads: every record of ``fasta``, or its ``bed`` regions (of ``split``). The first
-    chunk is read at once, so that a file that is empty or not FASTA fails here, before any output is written; a
-    character that is no nucleotide code (a protein or a gapped alignment given by mistake) is an error naming its
-    record and base, not an ``[UNK]`` the model was never trained on."""
+    chunk is read at once, so that a file that is empty or not FASTA fails here, before any output is written."""
     if split is not None and bed is None:
         raise ValueError("--split picks intervals of a --bed file; pass --bed too")
     if bed is not None:
-        chunks = region_chunks(fasta, bed_regions(fasta, bed, split), progress=progress, strict=True)
+        chunks = region_chunks(fasta, bed_regions(fasta, bed, split), progress=progress)
     else:
-        chunks = fasta_chunks(fasta, progress=progress, strict=True)
+        chunks = fasta_chunks(fasta, progress=progress)
     first = next(chunks, None)
     if first is None:
         raise ValueError(f"{bed or fasta}: nothing to read")
