@@ -42,7 +42,7 @@ GPU_TOKENS_PER_STEP = 1 << 18
 # Options a resumed run may change: how long it trains and where it runs, not what it learns from.
 RESUMABLE = {
     "max_steps", "devices", "strategy", "precision", "cuda_graphs", "val_every", "checkpoint_every", "num_workers",
-    "resume",
+    "max_tokens_per_micro_batch", "resume",
 }  # fmt: skip
 
 
@@ -116,6 +116,7 @@ def open_run(opts: FinetuneOptions) -> tuple[RunDir, Path | None]:
     opts.output = run.path
     writer = is_first_process()
     if not opts.resume:
+        opts.tokens_per_step = opts.step_tokens(opts.seqlen)[0]  # saved resolved: a resume elsewhere learns the same
         if writer:
             run.create()
             run.save_options(dump_options(opts))

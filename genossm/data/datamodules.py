@@ -82,6 +82,7 @@ class GenomeLMDataModule(StepDataModule):
         """Index the genome and build the splits."""
         if self.train_dataset is not None:
             return
+        self.genome.check_bases()
         splits = lm_splits(self.genome, self.config)
         self.train_dataset = LMTrainDataset(self.genome, splits["train"], self.config)
         if self.config.valid_items:

@@ -32,7 +32,7 @@ from genossm.fileio import atomic_open
 
 from .faidx import FaiRecord, FastaWriter, IrregularLayoutError, read_fai, read_gzi, scan_index, write_fai, write_gzi
 from .fasta import bgzf_block_offsets, iter_fasta, sniff_compression
-from .tokenizer import ENCODE_BYTES, check_known, encode
+from .tokenizer import ENCODE_BYTES, UNK_ID, check_known, encode
 
 LINE_BASES = 60
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
@@ -213,9 +213,31 @@ class Genome:
     def fetch(self, name: str, start: int, end: int, strict: bool = False) -> np.ndarray:
         """Token ids (uint8) of ``name[start:end]``; ``strict`` makes an unknown character an error."""
         ids = np.frombuffer(self._raw(name, start, end).translate(ENCODE_BYTES, b"\r\n"), dtype=np.uint8)
-        if strict:
+        if strict and UNK_ID in ids:
             check_record_bases(self.path, name, ids, self.fetch_bytes(name, start, end), start)
         return ids
+
+    def check_bases(self, chunk_bases: int = 1 << 24) -> None:
+        """Raise a ``ValueError`` naming the record and base of the first character that is no nucleotide code.
+
+        Reads the whole file once (a few hundred Mb/s); a clean file is remembered in the cache folder.
+        """
+        stamp = self._cache_folder() / "bases-checked"
+        if stamp.is_file():
+            return
+        total = sum(self.lengths.values())
+        bar = tqdm(total=total, unit="b", unit_scale=True, desc=f"checking {self.path.name}", disable=total < 1 << 28)
+        with bar:
+            for name, length in self.lengths.items():
+                for start in range(0, length, chunk_bases):
+                    end = min(start + chunk_bases, length)
+                    self.fetch(name, start, end, strict=True)
+                    bar.update(end - start)
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+        except OSError:
+            pass  # an unwritable cache only means checking again next time
 
 
 def _text_range(record: FaiRecord, start: int, end: int) -> tuple[int, int]:

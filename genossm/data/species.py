@@ -176,6 +176,7 @@ class _ClassRegions:
     def __init__(self, file: ClassFile, config: SpeciesDataConfig) -> None:
         self.file = file
         self.genome = Genome(file.fasta, config.cache_dir)
+        self.genome.check_bases()
         records = config.examples == "records"
         train, heldout = split_regions(
             self.genome, file.bed, config.heldout_fraction, config.heldout_split, whole=records

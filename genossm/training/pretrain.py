@@ -108,6 +108,8 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.resume:
         checkpoint, step = run.resume_point()
         data.set_start_step(step)
+    else:
+        opts.tokens_per_step = data.config.tokens_per_step  # saved resolved: a resume elsewhere takes these steps
     if is_first_process():  # the other ranks of a multi-device run write nothing
         if not opts.resume:
             run.create()

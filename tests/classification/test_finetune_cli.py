@@ -8,6 +8,7 @@ import torch
 import yaml
 
 import genossm
+from genossm.classification.finetune import FinetuneOptions, open_run
 from genossm.cli.main import main
 from genossm.data.tokenizer import TOKENS
 from genossm.models import MambaForSequenceClassification, MambaLMHeadModel
@@ -113,10 +114,20 @@ def test_resume_continues_and_refuses_other_settings(classes, tiny, tmp_path, ca
     assert main(finetune_args(classes, tiny, out, "--max-steps", "4")) == 0
     assert main(finetune_args(classes, tiny, out, "--max-steps", "4")) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main(["finetune", "--output", str(out), "--resume", "--max-steps", "6"]) == 0
+    resume = ["finetune", "--output", str(out), "--resume"]
+    assert main([*resume, "--max-steps", "6", "--max-tokens-per-micro-batch", "64"]) == 0  # memory may change
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
-    assert main(["finetune", "--output", str(out), "--resume", "--seqlen", "64"]) == 1
+    assert main([*resume, "--seqlen", "64"]) == 1
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_a_new_run_saves_the_device_default_of_tokens_per_step(classes, tmp_path):
+    opts = FinetuneOptions(classes=classes, seqlen=32, output=tmp_path / "run")
+    assert opts.tokens_per_step is None and not torch.cuda.is_available()
+    open_run(opts)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["tokens_per_step"] == 8192  # the CPU's default, which a resume on a GPU keeps
+    assert saved["max_tokens_per_micro_batch"] is None
 
 
 def test_init_from_a_language_model(classes, tiny, tmp_path):

@@ -6,9 +6,11 @@ import os
 import pytest
 from fasta_files import bgzip, fasta_text, three_records, write_fasta
 
+from genossm.data.datamodules import GenomeLMDataModule, SpeciesDataModule
 from genossm.data.genome import Genome, iter_record_chunks
 from genossm.data.intervals import read_bed
 from genossm.data.lm import LMDataConfig, lm_splits
+from genossm.data.species import SpeciesDataConfig
 from genossm.data.tokenizer import decode
 
 
@@ -163,3 +165,32 @@ def test_window_longer_than_every_record(tmp_path):
     config = LMDataConfig(fasta=path, seqlen=1000, tokens_per_step=1000)
     with pytest.raises(ValueError, match=r"windows of 1,000 bases \(\+1 for the last label\) are longer than every"):
         lm_splits(Genome(path), config)
+
+
+def test_training_data_is_checked_once_before_the_first_step(tmp_path, cache):
+    path = tmp_path / "odd.fa"
+    path.write_bytes(b">x\n" + b"ACGT" * 40 + b"\n>y\nACGTAC\nGT-A\n")
+    with pytest.raises(ValueError, match=r"odd.fa: record y: '-' at base 9 is not a nucleotide code"):
+        Genome(path).check_bases(chunk_bases=4)  # the gap is in the record's third chunk
+    data = GenomeLMDataModule(LMDataConfig(fasta=path, seqlen=8, tokens_per_step=16, max_steps=2))
+    with pytest.raises(ValueError, match=r"record y: '-' at base 9"):
+        data.setup()
+    (tmp_path / "apes").mkdir()
+    path.rename(tmp_path / "apes" / "gapped.fa")
+    write_fasta(tmp_path / "apes" / "clean.fa", three_records())
+    classes = SpeciesDataModule(SpeciesDataConfig(classes=tmp_path / "apes", seqlen=8, tokens_per_step=16))
+    with pytest.raises(ValueError, match=r"gapped.fa: record y: '-' at base 9"):
+        classes.setup()
+
+
+def test_a_clean_file_is_remembered_until_it_changes(tmp_path, cache, monkeypatch):
+    path = write_fasta(tmp_path / "g.fa", three_records())
+    Genome(path).check_bases()
+    monkeypatch.setattr(Genome, "fetch", lambda *args, **kwargs: pytest.fail("a clean file was read again"))
+    Genome(path).check_bases()
+    monkeypatch.undo()
+    with path.open("ab") as f:
+        f.write(b">late\nAC*T\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ValueError, match=r"record late: '\*' at base 3"):
+        Genome(path).check_bases()
