@@ -9,9 +9,11 @@ pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^20
 Windows longer than ``piece`` positions (2^11) are read piece by piece with the recurrent state carried over
 (:meth:`~genossm.models.SequenceEncoder.encode_in_pieces`), ``batch_tokens / piece`` windows at a
 time: on a GPU, 512 windows of 2^20 bases then run as 512 pieces of 512 x 2^11 tokens rather than each window as a
-batch of one, which the scan kernels would have to cut into segments and scan twice. The batch stays on the device
-as bytes (512 MB for 512 windows of 2^20); each piece is widened to token ids as it is read. On a GPU the forwards
-run on a thread of their own, so that the host reads and cuts the next batch while the device computes.
+batch of one, which the scan kernels would have to cut into segments and scan twice. A batch of fewer windows (the
+last one, or all of a small genome's) reads longer pieces, so that each forward still holds about ``batch_tokens``.
+The batch stays on the device as bytes (512 MB for 512 windows of 2^20); each piece is widened to token ids as it
+is read. On a GPU the forwards run on a thread of their own, so that the host reads and cuts the next batch while
+the device computes.
 
 **Stateful mode**: the windows of a record tile it (stride = window) and the recurrent state is carried from one
 window to the next, so every window is classified with the whole record before it as context, while memory stays
@@ -193,12 +195,17 @@ class WindowReader:
             valid = torch.tensor(lengths, device=self.device)
             mask = torch.arange(tokens.shape[1], device=self.device)[None] < valid[:, None]
         with autocast(self.device, self.bfloat16):
-            values = self._readout(self.model.encode_in_pieces(ids, mask, self.piece))
+            values = self._readout(self.model.encode_in_pieces(ids, mask, self._piece(len(lengths))))
         return self._fetch(values)
 
     def _rows(self, length: int) -> int:
         """Windows of ``length`` (padded) positions per forward."""
         return max(1, self.batch_tokens // min(length, self.piece))
+
+    def _piece(self, rows: int) -> int:
+        """Positions per forward of a batch of ``rows`` long windows: ``piece``, or longer when fewer rows leave room
+        (a last batch; a chromosome's 21 windows of 2^20), so that a forward still reads about ``batch_tokens``."""
+        return max(self.piece, 1 << ((self.batch_tokens // rows).bit_length() - 1))
 
     def _forward_stateful(self, tokens: np.ndarray, states: list) -> Pending:
         """Values of each window of one piece of a record, continuing from (and updating) ``states``."""

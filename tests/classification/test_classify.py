@@ -107,6 +107,19 @@ def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
     assert np.allclose(records[1].values, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
 
 
+def test_a_batch_of_few_long_windows_reads_longer_pieces(monkeypatch):
+    model = make_classifier(torch.float64)
+    tokens = encode(random_bases(3 * WINDOW, 7))
+    pieces = []
+    read = type(model).encode_in_pieces
+    monkeypatch.setattr(type(model), "encode_in_pieces", lambda *a: pieces.append(a[-1]) or read(*a))
+    engine = WindowReader(model, batch_tokens=64, per_window=True, piece=4, device="cpu")  # 16 windows a batch
+    (record,) = engine.predict(chunked("chr", tokens, [3 * WINDOW]))
+    assert pieces == [16]  # 3 windows: 64 // 3 tokens each, rounded down to a power of two
+    bounds = [(0, 32), (32, 64), (64, 96)]
+    assert np.allclose(np.stack([w.values for w in record.detail]), window_probs(model, tokens, bounds), atol=1e-12)
+
+
 @pytest.mark.parametrize("batch_tokens", [WINDOW, 2 * WINDOW, 1 << 12])
 def test_stateful_equals_one_pass_over_the_record(batch_tokens):
     model = make_classifier(torch.float64)
