@@ -6,7 +6,7 @@ Every public op takes the PyTorch path on the CPU and the Triton kernels on CUDA
 from .backend import backend, get_backend, set_backend, use_triton
 from .conv1d import causal_conv1d_fn, causal_conv1d_ref
 from .mamba2_mixer import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn, mamba2_mixer_ref
-from .mamba_mixer import MixerWeights, mamba_mixer_fn, mamba_mixer_ref
+from .mamba_mixer import MixerWeights, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step, mamba_mixer_step_ref
 from .norm import (
     add_norm,
     add_norm_ref,
@@ -36,6 +36,8 @@ __all__ = [
     "mamba2_mixer_ref",
     "mamba_mixer_fn",
     "mamba_mixer_ref",
+    "mamba_mixer_step",
+    "mamba_mixer_step_ref",
     "norm_of_stream",
     "rms_norm_ref",
     "selective_scan_chunked",

@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genossm.kernels import MixerWeights, mamba_mixer_fn
+from genossm.kernels import MixerWeights, mamba_mixer_fn, mamba_mixer_step
 
 from .state import MixerState, next_conv_state, state_dtype
 
@@ -138,19 +137,5 @@ class Mamba(nn.Module):
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
-        dtype = hidden_states.dtype
-        f = state_dtype(dtype)
-        x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
-        state.conv = next_conv_state(state.conv, x[:, :, None].to(state.conv.dtype))
-        x = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
-        if self.conv1d.bias is not None:
-            x = x + self.conv1d.bias
-        x = F.silu(x).to(dtype)
-        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.softplus(F.linear(dt, self.dt_proj.weight).to(f) + self.dt_proj.bias.to(f))  # (b, d_inner)
-        A = -torch.exp(self.A_log.to(f))
-        decay = torch.exp(dt[:, :, None] * A)  # (b, d_inner, d_state)
-        state.ssm = decay * state.ssm + (dt * x.to(f))[:, :, None] * B.to(f)[:, None, :]
-        y = (state.ssm * C.to(f)[:, None, :]).sum(-1) + self.D.to(f) * x.to(f)
-        y = (y * F.silu(z.to(f))).to(dtype)
-        return self.out_proj(y)[:, None]
+        out, state.conv, state.ssm = mamba_mixer_step(hidden_states[:, 0], self.weights(), state.conv, state.ssm)
+        return out[:, None]

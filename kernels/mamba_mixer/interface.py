@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..backend import use_triton
-from .reference import mamba_mixer_ref
+from .reference import mamba_mixer_ref, mamba_mixer_step_ref
 from .weights import MixerWeights
 
 
@@ -28,3 +28,18 @@ def mamba_mixer_fn(
 
         return mamba_mixer_fused(hidden, weights, conv_initial, initial_state)
     return mamba_mixer_ref(hidden, weights, conv_initial, initial_state)
+
+
+def mamba_mixer_step(
+    hidden: Tensor, weights: MixerWeights, conv_state: Tensor, ssm_state: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The mixer on one token (see ``reference.py``): (out, new conv state, new scan state) of (batch, d_model) inputs.
+
+    CUDA tensors run one kernel between in_proj and out_proj (``step.py``); everything else (and float64) the
+    reference's composition of small ops.
+    """
+    if hidden.dtype != torch.float64 and use_triton(hidden):
+        from .step import mamba_mixer_step_fused  # Triton is imported only here
+
+        return mamba_mixer_step_fused(hidden, weights, conv_state, ssm_state)
+    return mamba_mixer_step_ref(hidden, weights, conv_state, ssm_state)

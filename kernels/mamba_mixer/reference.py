@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -52,3 +53,24 @@ def mamba_mixer_ref(
         return F.linear(y.transpose(1, 2), w.out_proj, w.out_proj_bias)
     y, last = y
     return F.linear(y.transpose(1, 2), w.out_proj, w.out_proj_bias), conv_tail(x, w.conv.shape[1]), last
+
+
+def mamba_mixer_step_ref(
+    hidden: Tensor, w: MixerWeights, conv_state: Tensor, ssm_state: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The mixer on one token: hidden (batch, d_model) -> (out (batch, d_model), the new conv state (batch,
+    d_inner, d_conv), the new float32 scan state (batch, d_inner, d_state)); the states given are not changed."""
+    dtype, f = hidden.dtype, ssm_state.dtype
+    x, z = F.linear(hidden, w.in_proj, w.in_proj_bias).chunk(2, dim=-1)  # (b, d_inner) each
+    conv_state = torch.cat([conv_state[:, :, 1:], x[:, :, None].to(conv_state.dtype)], dim=-1)
+    x = (conv_state * w.conv).sum(-1)
+    if w.conv_bias is not None:
+        x = x + w.conv_bias
+    x = F.silu(x).to(dtype)
+    dt, B, C = F.linear(x, w.x_proj).split([w.dt_rank, w.d_state, w.d_state], dim=-1)
+    dt = F.softplus(F.linear(dt, w.dt_proj).to(f) + w.dt_bias)  # (b, d_inner)
+    decay = torch.exp(dt[:, :, None] * w.A)  # (b, d_inner, d_state)
+    ssm_state = decay * ssm_state + (dt * x.to(f))[:, :, None] * B.to(f)[:, None, :]
+    y = (ssm_state * C.to(f)[:, None, :]).sum(-1) + w.D * x.to(f)
+    y = (y * F.silu(z.to(f))).to(dtype)
+    return F.linear(y, w.out_proj, w.out_proj_bias), conv_state, ssm_state

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import DEVICE, rel_err, saved_bytes
 
-from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref
+from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step
 from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
 from genossm.kernels.selective_scan.tiling import CHUNK
 
@@ -133,3 +133,46 @@ def test_fused_mixer_from_a_carried_state(seqlen, tiling):
     names += [n for n, p in zip(MixerWeights._fields, weights, strict=True) if p is not None]
     for name, a, b in zip(names, grads, ref_grads, strict=True):
         assert rel_err(a, b) < 1e-4, name
+
+
+@pytest.mark.parametrize(
+    "d_inner,d_state,dt_rank,d_conv,biases",
+    [(16, 4, 3, 4, False), (150, 16, 8, 4, True), (40, 5, 1, 3, False), (70, 16, 2, 2, True)],
+)
+def test_one_kernel_step_equals_the_reference_over_many_steps(d_inner, d_state, dt_rank, d_conv, biases):
+    """Blocks of channels with a remainder (150, 70), a state and a rank that are no powers of two, conv widths
+    2-4, with and without biases; the states carried through 6 steps from random ones."""
+    weights = make_weights(8, d_inner, d_state, dt_rank, d_conv, biases)
+    if not biases:
+        weights = weights._replace(conv_bias=None)
+    conv = torch.randn(3, d_inner, d_conv, device=DEVICE)
+    ssm = torch.randn(3, d_inner, d_state, device=DEVICE)
+    states = {"torch": (conv, ssm), "triton": (conv, ssm)}
+    given = conv.clone(), ssm.clone()
+    with torch.no_grad():
+        for _ in range(6):
+            hidden = torch.randn(3, 8, device=DEVICE)
+            with backend("torch"):
+                ref, *states["torch"] = mamba_mixer_step(hidden, weights, *states["torch"])
+            with backend("triton"):
+                out, *states["triton"] = mamba_mixer_step(hidden, weights, *states["triton"])
+            assert rel_err(out, ref) < 1e-5
+            for got, want in zip(states["triton"], states["torch"], strict=True):
+                assert got.shape == want.shape and got.dtype == want.dtype
+                assert rel_err(got, want) < 1e-5
+    assert conv.equal(given[0]) and ssm.equal(given[1])  # the states given are not changed
+
+
+@pytest.mark.gpu
+def test_one_kernel_step_under_bfloat16_autocast():
+    weights = make_weights(128, 256, 16, 8)
+    conv = torch.randn(64, 256, 4, device=DEVICE)
+    ssm = torch.randn(64, 256, 16, device=DEVICE)
+    hidden = torch.randn(64, 128, device=DEVICE)
+    results = {}
+    for name in ("torch", "triton"):
+        with backend(name), torch.no_grad(), torch.autocast(DEVICE, torch.bfloat16):
+            results[name] = mamba_mixer_step(hidden, weights, conv, ssm)
+    for got, want in zip(results["triton"], results["torch"], strict=True):
+        assert got.dtype == want.dtype
+        assert rel_err(got, want) < 2e-2
