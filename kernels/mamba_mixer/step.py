@@ -58,19 +58,19 @@ def _x_proj_rows(x_proj, rows, n_rows, d, mask_d, x, s_xp):
 
 @triton.jit
 def _mamba_step_kernel(
-    xz, conv_in, conv_w, conv_b, x_proj, dt_w, dt_b, A, D, ssm_in,  # inputs
-    y, conv_out, ssm_out,  # outputs
+    xz_ptr, conv_in_ptr, conv_w_ptr, conv_b_ptr, x_proj_ptr, dt_w_ptr, dt_b_ptr, A_ptr, D_ptr, ssm_in_ptr,  # inputs
+    y_ptr, conv_out_ptr, ssm_out_ptr,  # outputs
     d_inner, dt_rank, d_state,
     s_xz, s_conv_b, s_conv_d, s_xp, s_dtw, s_ssm_b, s_y,
     WIDTH: tl.constexpr, WIDTH_P2: tl.constexpr, CONV_BIAS: tl.constexpr,
     RANK_P2: tl.constexpr, STATE_P2: tl.constexpr, BLOCK: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
-    xz += b * s_xz
-    conv_in += b * s_conv_b
-    conv_out += b * s_conv_b
-    ssm_in += b * s_ssm_b
-    ssm_out += b * s_ssm_b
+    xz = xz_ptr + b * s_xz  # this sequence's rows
+    conv_in = conv_in_ptr + b * s_conv_b
+    conv_out = conv_out_ptr + b * s_conv_b
+    ssm_in = ssm_in_ptr + b * s_ssm_b
+    ssm_out = ssm_out_ptr + b * s_ssm_b
     r = tl.arange(0, RANK_P2)
     n = tl.arange(0, STATE_P2)
     dt_low = tl.zeros([RANK_P2], dtype=tl.float32)
@@ -79,29 +79,35 @@ def _mamba_step_kernel(
     for d0 in range(0, d_inner, BLOCK):
         d = d0 + tl.arange(0, BLOCK)
         mask_d = d < d_inner
-        x = _conv_silu(xz, conv_in, conv_out, conv_w, conv_b, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, True)
-        x = tl.where(mask_d, x.to(y.dtype.element_ty).to(tl.float32), 0.0)
-        dt_low += _x_proj_rows(x_proj, r, dt_rank, d, mask_d, x, s_xp)
-        B += _x_proj_rows(x_proj, dt_rank + n, dt_rank + d_state, d, mask_d, x, s_xp)
-        C += _x_proj_rows(x_proj, dt_rank + d_state + n, dt_rank + 2 * d_state, d, mask_d, x, s_xp)
+        x = _conv_silu(
+            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, True
+        )
+        x = tl.where(mask_d, x.to(y_ptr.dtype.element_ty).to(tl.float32), 0.0)
+        dt_low += _x_proj_rows(x_proj_ptr, r, dt_rank, d, mask_d, x, s_xp)
+        B += _x_proj_rows(x_proj_ptr, dt_rank + n, dt_rank + d_state, d, mask_d, x, s_xp)
+        C += _x_proj_rows(x_proj_ptr, dt_rank + d_state + n, dt_rank + 2 * d_state, d, mask_d, x, s_xp)
 
     mask_n = n < d_state
     for d0 in range(0, d_inner, BLOCK):
         d = d0 + tl.arange(0, BLOCK)
         mask_d = d < d_inner
-        x = _conv_silu(xz, conv_in, conv_out, conv_w, conv_b, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, False)
-        x = x.to(y.dtype.element_ty).to(tl.float32)
-        w_dt = tl.load(dt_w + d[:, None] * s_dtw + r[None, :], mask=mask_d[:, None] & (r[None, :] < dt_rank), other=0.0)
-        dt = tl.sum(w_dt.to(tl.float32) * dt_low[None, :], axis=1) + tl.load(dt_b + d, mask=mask_d, other=0.0)
+        x = _conv_silu(
+            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, False
+        )
+        x = x.to(y_ptr.dtype.element_ty).to(tl.float32)
+        w_dt = tl.load(
+            dt_w_ptr + d[:, None] * s_dtw + r[None, :], mask=mask_d[:, None] & (r[None, :] < dt_rank), other=0.0
+        )
+        dt = tl.sum(w_dt.to(tl.float32) * dt_low[None, :], axis=1) + tl.load(dt_b_ptr + d, mask=mask_d, other=0.0)
         dt = softplus_sigmoid(dt, FAST)[0]
         mask_dn = mask_d[:, None] & mask_n[None, :]
-        a = tl.load(A + d[:, None] * d_state + n[None, :], mask=mask_dn, other=0.0)
+        a = tl.load(A_ptr + d[:, None] * d_state + n[None, :], mask=mask_dn, other=0.0)
         h = tl.load(ssm_in + d[:, None] * d_state + n[None, :], mask=mask_dn, other=0.0)
         h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * B[None, :]
         tl.store(ssm_out + d[:, None] * d_state + n[None, :], h, mask=mask_dn)
-        out = tl.sum(h * C[None, :], axis=1) + tl.load(D + d, mask=mask_d, other=0.0) * x
+        out = tl.sum(h * C[None, :], axis=1) + tl.load(D_ptr + d, mask=mask_d, other=0.0) * x
         z = tl.load(xz + d_inner + d, mask=mask_d, other=0.0).to(tl.float32)
-        tl.store(y + b * s_y + d, out * silu_sigmoid(z)[0], mask=mask_d)
+        tl.store(y_ptr + b * s_y + d, out * silu_sigmoid(z)[0], mask=mask_d)
 
 
 def mamba_mixer_step_fused(

@@ -26,6 +26,7 @@ from genossm.kernels.conv1d.fused import (  # noqa: E402
     _conv_bwd_kernel,
     _conv_fwd_kernel,
 )
+from genossm.kernels.mamba_mixer.step import _mamba_step_kernel  # noqa: E402
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
 from genossm.kernels.selective_scan.bwd_segments import _scan_bwd_local_kernel  # noqa: E402
 from genossm.kernels.selective_scan.fused_bwd import _scan_bwd_kernel  # noqa: E402
@@ -54,6 +55,8 @@ CASES = {
                                                BLOCK_N=128)),
     "norm_bwd": (_add_norm_bwd_kernel, 4, dict(HAS_DRES_OUT=True, HAS_RES=True, HAS_BIAS=True, IS_RMS=False, ROWS=16,
                                                BLOCK_N=128)),
+    "mamba_step": (_mamba_step_kernel, 4, dict(WIDTH=4, WIDTH_P2=4, CONV_BIAS=True, RANK_P2=8, STATE_P2=16, BLOCK=64,
+                                               FAST=True)),
 }  # fmt: skip
 
 
@@ -84,6 +87,9 @@ FLOAT32_BUFFERS = set(
         "db",
         "w",
         "b",
+        "dt_b",
+        "ssm_in",
+        "ssm_out",
     ]
 )
 
