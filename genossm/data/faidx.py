@@ -182,11 +182,14 @@ class _Indexer:
         return self.records
 
 
+QUIET_BELOW = 256 << 20  # a pass over fewer bytes (bases) than this takes about a second: no progress bar
+
+
 def scan_index(path: Path, chunks: Iterable[bytes] | None = None, total: int | None = None) -> list[FaiRecord]:
     """Build the index of ``path`` (or of the decompressed ``chunks`` of it) in one pass."""
     indexer = _Indexer(path)
     total = total if total is not None else path.stat().st_size
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"indexing {path.name}", disable=total < 256 << 20) as bar:
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"indexing {path.name}", disable=total < QUIET_BELOW) as bar:
         for chunk in chunks if chunks is not None else read_chunks(path):
             indexer.feed(chunk)
             bar.update(len(chunk))

@@ -30,7 +30,17 @@ from tqdm import tqdm
 
 from genossm.fileio import atomic_open
 
-from .faidx import FaiRecord, FastaWriter, IrregularLayoutError, read_fai, read_gzi, scan_index, write_fai, write_gzi
+from .faidx import (
+    QUIET_BELOW,
+    FaiRecord,
+    FastaWriter,
+    IrregularLayoutError,
+    read_fai,
+    read_gzi,
+    scan_index,
+    write_fai,
+    write_gzi,
+)
 from .fasta import bgzf_block_offsets, iter_fasta, sniff_compression
 from .tokenizer import ENCODE_BYTES, UNK_ID, check_known, encode
 
@@ -226,8 +236,8 @@ class Genome:
         if stamp.is_file():
             return
         total = sum(self.lengths.values())
-        bar = tqdm(total=total, unit="b", unit_scale=True, desc=f"checking {self.path.name}", disable=total < 1 << 28)
-        with bar:
+        quiet = total < QUIET_BELOW
+        with tqdm(total=total, unit="b", unit_scale=True, desc=f"checking {self.path.name}", disable=quiet) as bar:
             for name, length in self.lengths.items():
                 for start in range(0, length, chunk_bases):
                     end = min(start + chunk_bases, length)
