@@ -5,7 +5,14 @@ Every public op takes the PyTorch path on the CPU and the Triton kernels on CUDA
 
 from .backend import backend, get_backend, set_backend, use_triton
 from .conv1d import causal_conv1d_fn, causal_conv1d_ref
-from .mamba2_mixer import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn, mamba2_mixer_ref
+from .mamba2_mixer import (
+    Mamba2Settings,
+    Mamba2Weights,
+    mamba2_mixer_fn,
+    mamba2_mixer_ref,
+    mamba2_mixer_step,
+    mamba2_mixer_step_ref,
+)
 from .mamba_mixer import MixerWeights, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step, mamba_mixer_step_ref
 from .norm import (
     add_norm,
@@ -34,6 +41,8 @@ __all__ = [
     "layer_norm_ref",
     "mamba2_mixer_fn",
     "mamba2_mixer_ref",
+    "mamba2_mixer_step",
+    "mamba2_mixer_step_ref",
     "mamba_mixer_fn",
     "mamba_mixer_ref",
     "mamba_mixer_step",

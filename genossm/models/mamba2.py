@@ -10,12 +10,9 @@ out        = out_proj(y)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genossm.kernels import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn
-from genossm.kernels.mamba2_mixer.reference import gate_and_project
-from genossm.kernels.mamba2_mixer.weights import Mamba2Sizes
+from genossm.kernels import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn, mamba2_mixer_step
 
 from .mamba1 import init_dt_bias, no_weight_decay
 from .norm import RMSNormGated
@@ -160,30 +157,7 @@ class Mamba2(nn.Module):
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
-        dtype = hidden_states.dtype
-        f = state_dtype(dtype)
-        w, settings = self.weights(), self.settings()
-        z0, x0, z, xBC, dt = Mamba2Sizes.of(w, settings).split(self.in_proj(hidden_states[:, 0]))
-        state.conv = next_conv_state(state.conv, xBC[:, :, None].to(state.conv.dtype))
-        xBC = (state.conv * self.conv1d.weight[:, 0, :]).sum(-1)
-        if self.conv1d.bias is not None:
-            xBC = xBC + self.conv1d.bias
-        xBC = F.silu(xBC).to(dtype)
-        x, B, C = xBC.split([self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
-        per_group = self.nheads // self.ngroups
-        B = B.to(f).view(-1, self.ngroups, self.d_state).repeat_interleave(per_group, dim=1)  # (b, h, n)
-        C = C.to(f).view(-1, self.ngroups, self.d_state).repeat_interleave(per_group, dim=1)
-        dt = F.softplus(dt.to(f) + self.dt_bias.to(f))  # (b, h)
-        if self.dt_limit != (0.0, float("inf")):
-            dt = dt.clamp(*self.dt_limit)
-        A = w.A.to(f)
-        xh = x.to(f).view(-1, self.nheads, self.headdim)  # (b, h, p)
-        decay = torch.exp(dt * A)[:, :, None, None]
-        state.ssm = decay * state.ssm + (dt[:, :, None] * xh)[..., None] * B[:, :, None, :]
-        y = (state.ssm * C[:, :, None, :]).sum(-1)  # (b, h, p)
-        D = self.D.to(f).view(self.nheads, self.headdim) if self.D_has_hdim else self.D.to(f)[:, None]
-        y = y + D * xh
-        if not self.rmsnorm:
-            y = y * F.silu(z.to(f).view_as(y))
-        y = y.flatten(1).to(dtype)
-        return gate_and_project(y, z, z0, x0, w, settings)[:, None]
+        out, state.conv, state.ssm = mamba2_mixer_step(
+            hidden_states[:, 0], self.weights(), self.settings(), state.conv, state.ssm
+        )
+        return out[:, None]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..backend import use_triton
-from .reference import mamba2_mixer_ref
+from .reference import mamba2_mixer_ref, mamba2_mixer_step_ref
 from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights
 
 
@@ -31,3 +31,19 @@ def mamba2_mixer_fn(
         if fits and Mamba2Sizes.of(weights, settings).d_mlp == 0:
             return mamba2_mixer_fused(hidden, weights, settings, conv_initial, initial_state)
     return mamba2_mixer_ref(hidden, weights, settings, conv_initial, initial_state)
+
+
+def mamba2_mixer_step(
+    hidden: Tensor, weights: Mamba2Weights, settings: Mamba2Settings, conv_state: Tensor, ssm_state: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The mixer on one token (see ``reference.py``): (out, new conv state, new scan state) of (batch, d_model)
+    inputs.
+
+    CUDA tensors run the conv and the scan in one kernel (``step.py``); everything else (and float64) the reference's
+    composition of small ops.
+    """
+    if hidden.dtype != torch.float64 and use_triton(hidden):
+        from .step import mamba2_mixer_step_fused  # Triton is imported only here
+
+        return mamba2_mixer_step_fused(hidden, weights, settings, conv_state, ssm_state)
+    return mamba2_mixer_step_ref(hidden, weights, settings, conv_state, ssm_state)

@@ -71,3 +71,34 @@ def mamba2_mixer_ref(
         return gate_and_project(y.flatten(-2), z, z0, x0, w, s)
     y, last = y
     return gate_and_project(y.flatten(-2), z, z0, x0, w, s), conv_tail(xBC_t, w.conv.shape[1]), last
+
+
+def mamba2_mixer_step_ref(
+    hidden: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_state: Tensor, ssm_state: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The mixer on one token: hidden (batch, d_model) -> (out (batch, d_model), the new conv state (batch,
+    conv_dim, d_conv), the new float32 scan state (batch, nheads, headdim, d_state)); the states given are not
+    changed."""
+    dtype, f = hidden.dtype, ssm_state.dtype
+    sizes = Mamba2Sizes.of(w, s)
+    z0, x0, z, xBC, dt = sizes.split(F.linear(hidden, w.in_proj, w.in_proj_bias))
+    conv_state = torch.cat([conv_state[:, :, 1:], xBC[:, :, None].to(conv_state.dtype)], dim=-1)
+    xBC = (conv_state * w.conv).sum(-1)
+    if w.conv_bias is not None:
+        xBC = xBC + w.conv_bias
+    x, B, C = scan_inputs(F.silu(xBC).to(dtype), s, sizes)  # (b, h, p), (b, g, n), (b, g, n)
+    per_group = sizes.nheads // s.ngroups
+    B = B.to(f).repeat_interleave(per_group, dim=1)  # (b, h, n)
+    C = C.to(f).repeat_interleave(per_group, dim=1)
+    dt = F.softplus(dt.to(f) + w.dt_bias.to(f))  # (b, h)
+    if s.dt_limit != (0.0, float("inf")):
+        dt = dt.clamp(*s.dt_limit)
+    x = x.to(f)
+    decay = torch.exp(dt * w.A.to(f))[:, :, None, None]
+    ssm_state = decay * ssm_state + (dt[:, :, None] * x)[..., None] * B[:, :, None, :]
+    D = w.D.to(f) if w.D.dim() == 2 else w.D.to(f)[:, None]
+    y = (ssm_state * C[:, :, None, :]).sum(-1) + D * x  # (b, h, p)
+    if w.norm is None:
+        y = y * F.silu(z.to(f).view_as(y))
+    out = gate_and_project(y.flatten(1).to(dtype), z, z0, x0, w, s)
+    return out, conv_state, ssm_state

@@ -6,7 +6,14 @@ import pytest
 import torch
 from conftest import DEVICE, rel_err, saved_bytes
 
-from genossm.kernels import Mamba2Settings, Mamba2Weights, backend, mamba2_mixer_fn, mamba2_mixer_ref
+from genossm.kernels import (
+    Mamba2Settings,
+    Mamba2Weights,
+    backend,
+    mamba2_mixer_fn,
+    mamba2_mixer_ref,
+    mamba2_mixer_step,
+)
 from genossm.kernels.mamba2_mixer.fused import mamba2_mixer_fused
 from genossm.kernels.ssd import tiling
 
@@ -129,3 +136,54 @@ def test_fused_mixer_keeps_only_its_input():
     with backend("triton"):
         kept = saved_bytes(lambda: mamba2_mixer_fn(hidden, weights, settings), weights)
     assert kept == hidden.numel() * hidden.element_size()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"ngroups": 2, "nheads": 4, "biases": True, "d_conv": 3},
+        {"norm": False, "d_has_hdim": True, "headdim": 12, "d_state": 5},  # z gates the scan's output
+        {"dt_limit": (0.05, 0.5), "d_conv": 2, "d_state": 40},  # 40 states: blocks of the head's channels
+    ],
+)
+def test_one_kernel_step_equals_the_reference_over_many_steps(options):
+    """Groups, D per channel, a head size and a state size that are no powers of two, a head cut into blocks,
+    conv widths 2-4, dt limits, with and without the output norm; the states carried through 6 steps from random
+    ones."""
+    weights, settings = make_mixer(**options)
+    if options.get("biases"):
+        weights = weights._replace(conv_bias=None)
+    conv_dim, d_conv = weights.conv.shape
+    nheads = weights.A.shape[0]
+    conv = torch.randn(3, conv_dim, d_conv, device=DEVICE)
+    ssm = torch.randn(3, nheads, settings.headdim, settings.d_state, device=DEVICE)
+    states = {"torch": (conv, ssm), "triton": (conv, ssm)}
+    given = conv.clone(), ssm.clone()
+    with torch.no_grad():
+        for _ in range(6):
+            hidden = torch.randn(3, 8, device=DEVICE)
+            with backend("torch"):
+                ref, *states["torch"] = mamba2_mixer_step(hidden, weights, settings, *states["torch"])
+            with backend("triton"):
+                out, *states["triton"] = mamba2_mixer_step(hidden, weights, settings, *states["triton"])
+            assert rel_err(out, ref) < 1e-5
+            for got, want in zip(states["triton"], states["torch"], strict=True):
+                assert got.shape == want.shape and got.dtype == want.dtype
+                assert rel_err(got, want) < 1e-5
+    assert conv.equal(given[0]) and ssm.equal(given[1])  # the states given are not changed
+
+
+@pytest.mark.gpu
+def test_one_kernel_step_under_bfloat16_autocast():
+    weights, settings = make_mixer(d_model=128, nheads=4, headdim=64, d_state=128)
+    conv = torch.randn(64, weights.conv.shape[0], 4, device=DEVICE)
+    ssm = torch.randn(64, 4, 64, 128, device=DEVICE)
+    hidden = torch.randn(64, 128, device=DEVICE)
+    results = {}
+    for name in ("torch", "triton"):
+        with backend(name), torch.no_grad(), torch.autocast(DEVICE, torch.bfloat16):
+            results[name] = mamba2_mixer_step(hidden, weights, settings, conv, ssm)
+    for got, want in zip(results["triton"], results["torch"], strict=True):
+        assert got.dtype == want.dtype
+        assert rel_err(got, want) < 2e-2

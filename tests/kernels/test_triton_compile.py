@@ -26,6 +26,7 @@ from genossm.kernels.conv1d.fused import (  # noqa: E402
     _conv_bwd_kernel,
     _conv_fwd_kernel,
 )
+from genossm.kernels.mamba2_mixer.step import _mamba2_step_kernel  # noqa: E402
 from genossm.kernels.mamba_mixer.step import _mamba_step_kernel  # noqa: E402
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
 from genossm.kernels.selective_scan.bwd_segments import _scan_bwd_local_kernel  # noqa: E402
@@ -57,11 +58,14 @@ CASES = {
                                                BLOCK_N=128)),
     "mamba_step": (_mamba_step_kernel, 4, dict(WIDTH=4, WIDTH_P2=4, CONV_BIAS=True, RANK_P2=8, STATE_P2=16, BLOCK=64,
                                                FAST=True)),
+    "mamba2_step": (_mamba2_step_kernel, 4, dict(WIDTH=4, WIDTH_P2=4, CONV_BIAS=True, D_PER_CHANNEL=False, GATE=False,
+                                                 DT_LIMIT=False, BLOCK_P=32, STATE_P2=128, FAST=True)),
 }  # fmt: skip
 
 
 FLOAT32_BUFFERS = set(
     [
+        "A",
         "A2",
         "D",
         "bias",
@@ -105,7 +109,7 @@ def signature(fn, constexprs):
         elif name.endswith("_ptr"):
             sig[name] = "*fp32" if name.removesuffix("_ptr") in FLOAT32_BUFFERS else "*bf16"
         else:
-            sig[name] = "fp32" if name == "eps" else "i32"
+            sig[name] = "fp32" if name in ("eps", "dt_min", "dt_max") else "i32"
     return sig
 
 
