@@ -25,6 +25,7 @@ from tqdm import tqdm
 from genossm.data.tokenizer import BASE_IDS, as_bytes, encode
 from genossm.inference import autocast, default_batch_tokens, resolve_device, use_bfloat16
 from genossm.models import MambaLMHeadModel
+from genossm.models.kept_weights import weights_kept
 from genossm.models.state import MixerState
 
 from .loop import StepLoop
@@ -108,7 +109,7 @@ class Sampler:
         self.bases = torch.tensor(BASE_IDS, device=self.device)
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode, under which autocast casts every weight again at every step
     def generate(
         self, prompts: Sequence[np.ndarray], length: int, num: int = 1, seed: int = 0, progress: bool = True
     ) -> np.ndarray:
@@ -126,13 +127,15 @@ class Sampler:
         if not prompts:
             raise ValueError("no prompt to continue (an empty prompt samples from scratch)")
         generator = torch.Generator(self.device).manual_seed(seed)
-        states, logits = self._prefill_all(prompts, num)
-        column = self.sampling.choose(logits, torch.empty_like(logits).exponential_(generator=generator))
-        empty = [len(prompt) == 0 for prompt in prompts]
-        if any(empty):
-            uniform = torch.randint(len(BASE_IDS), column.shape, generator=generator, device=self.device)
-            column = torch.where(torch.tensor(empty, device=self.device).repeat_interleave(num), uniform, column)
-        return self._continue(self.bases[column], states, length, generator, progress)
+        # one autocast region: each weight is cast to bfloat16 once, and the mixers' weights are computed once
+        with autocast(self.device, self.bfloat16), weights_kept(self.model):
+            states, logits = self._prefill_all(prompts, num)
+            column = self.sampling.choose(logits, torch.empty_like(logits).exponential_(generator=generator))
+            empty = [len(prompt) == 0 for prompt in prompts]
+            if any(empty):
+                uniform = torch.randint(len(BASE_IDS), column.shape, generator=generator, device=self.device)
+                column = torch.where(torch.tensor(empty, device=self.device).repeat_interleave(num), uniform, column)
+            return self._continue(self.bases[column], states, length, generator, progress)
 
     def _continue(
         self, tokens: Tensor, states: list[MixerState], length: int, generator: torch.Generator, progress: bool
@@ -155,8 +158,7 @@ class Sampler:
 
     def _next_tokens(self, tokens: Tensor, states: list[MixerState], noise: Tensor) -> Tensor:
         """The bases (b,) drawn after ``tokens`` (b,), updating ``states``."""
-        with autocast(self.device, self.bfloat16):
-            logits = self.model.step(tokens, states)
+        logits = self.model.step(tokens, states)
         return self.bases[self.sampling.choose(self._base_logits(logits), noise)]
 
     def _prefill_all(self, prompts: Sequence[np.ndarray], num: int) -> tuple[list[MixerState], Tensor]:
@@ -174,8 +176,7 @@ class Sampler:
         logits = self._base_logits(head.new_zeros(1, head.shape[0]))
         ids = torch.from_numpy(np.asarray(prompt, dtype=np.int64)).to(self.device)[None]
         for start in range(0, ids.shape[1], self.batch_tokens):
-            with autocast(self.device, self.bfloat16):
-                last = self.model(ids[:, start : start + self.batch_tokens], states, num_last_tokens=1).logits[:, -1]
+            last = self.model(ids[:, start : start + self.batch_tokens], states, num_last_tokens=1).logits[:, -1]
             logits = self._base_logits(last)
         return states, logits
 

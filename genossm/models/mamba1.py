@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from genossm.kernels import MixerWeights, mamba_mixer_fn, mamba_mixer_step
 
+from .kept_weights import KeepsWeights
 from .state import MixerState, next_conv_state, state_dtype
 
 
@@ -33,7 +34,7 @@ def no_weight_decay(*params: nn.Parameter) -> None:
         p._no_weight_decay = True
 
 
-class Mamba(nn.Module):
+class Mamba(KeepsWeights[MixerWeights], nn.Module):
     """The Mamba-1 mixer; ``forward`` over a sequence, ``step`` for one token."""
 
     def __init__(
@@ -109,7 +110,7 @@ class Mamba(nn.Module):
             ),
         )
 
-    def weights(self) -> MixerWeights:
+    def _weights(self) -> MixerWeights:
         """The parameters as the mixer ops take them (A = -exp(A_log), D and dt's bias in the state dtype)."""
         f = state_dtype(self.out_proj.weight.dtype)
         return MixerWeights(

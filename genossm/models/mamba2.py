@@ -14,12 +14,13 @@ from torch import Tensor, nn
 
 from genossm.kernels import Mamba2Settings, Mamba2Weights, mamba2_mixer_fn, mamba2_mixer_step
 
+from .kept_weights import KeepsWeights
 from .mamba1 import init_dt_bias, no_weight_decay
 from .norm import RMSNormGated
 from .state import MixerState, next_conv_state, state_dtype
 
 
-class Mamba2(nn.Module):
+class Mamba2(KeepsWeights[Mamba2Weights], nn.Module):
     """The Mamba-2 mixer; ``forward`` over a sequence, ``step`` for one token."""
 
     def __init__(
@@ -121,7 +122,7 @@ class Mamba2(nn.Module):
             ),
         )
 
-    def weights(self) -> Mamba2Weights:
+    def _weights(self) -> Mamba2Weights:
         """The parameters as the mixer ops take them (A = -exp(A_log) in the state dtype, D per head or channel)."""
         f = state_dtype(self.out_proj.weight.dtype)
         return Mamba2Weights(

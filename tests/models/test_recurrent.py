@@ -5,6 +5,7 @@ import torch
 from conftest import rel_err
 
 from genossm.models import Mamba, Mamba2, MambaConfig, MambaLMHeadModel
+from genossm.models.kept_weights import weights_kept
 
 MIXERS = {
     "Mamba1": lambda: Mamba(24, d_state=6, d_conv=4),
@@ -49,6 +50,29 @@ def test_lm_step_equals_forward(layer):
         states = model.allocate_states(3)
         steps = torch.stack([model.step(ids[:, t], states) for t in range(12)], dim=1)
     assert rel_err(steps, full) < 1e-5
+
+
+@pytest.mark.parametrize("layer", ["Mamba1", "Mamba2"])
+def test_weights_kept_for_a_stretch_of_steps_only(layer):
+    """Inside ``weights_kept`` every mixer reuses the weights computed on entering (the steps equal the forward);
+    outside, a change to a parameter shows at once."""
+    extra = {"headdim": 8, "chunk_size": 8} if layer == "Mamba2" else {}
+    model = MambaLMHeadModel(
+        MambaConfig(d_model=16, n_layer=2, vocab_size=12, ssm_cfg={"layer": layer, "d_state": 4, **extra})
+    )
+    mixer = model.backbone.layers[1].mixer
+    ids = torch.randint(0, 12, (3, 6))
+    with torch.no_grad():
+        full = model(ids).logits
+        with weights_kept(model):
+            kept = mixer.weights()
+            assert mixer.weights() is kept
+            states = model.allocate_states(3)
+            steps = torch.stack([model.step(ids[:, t], states) for t in range(6)], dim=1)
+        assert rel_err(steps, full) < 1e-5
+        assert mixer.weights() is not kept
+        mixer.A_log += 1.0
+        assert torch.allclose(mixer.weights().A, kept.A * torch.e)
 
 
 def test_gradients_flow_through_carried_state():
