@@ -52,6 +52,28 @@ def saved_bytes(call, params) -> int:
     return sum(saved.values())
 
 
+def assert_step_kernel_matches(step, d_model: int, conv: torch.Tensor, ssm: torch.Tensor) -> None:
+    """6 tokens through ``step(hidden, conv, ssm) -> (out, new conv, new ssm)`` from the states given, on the Triton
+    backend (the interpreter on the CPU) and on the reference's: every output and state agree, and the states given
+    are not changed."""
+    from genossm.kernels import backend
+
+    states = {"torch": (conv, ssm), "triton": (conv, ssm)}
+    given = conv.clone(), ssm.clone()
+    with torch.no_grad():
+        for _ in range(6):
+            hidden = torch.randn(conv.shape[0], d_model, device=conv.device)
+            with backend("torch"):
+                ref, *states["torch"] = step(hidden, *states["torch"])
+            with backend("triton"):
+                out, *states["triton"] = step(hidden, *states["triton"])
+            assert rel_err(out, ref) < 1e-5
+            for got, want in zip(states["triton"], states["torch"], strict=True):
+                assert got.shape == want.shape and got.dtype == want.dtype
+                assert rel_err(got, want) < 1e-5
+    assert conv.equal(given[0]) and ssm.equal(given[1])
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private genossm cache folder (indexes and decompressed copies of FASTA files) for one test."""

@@ -22,31 +22,12 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import FMA_CONTRACTION, fast_math, silu_sigmoid, softplus_sigmoid
+from ..conv1d.step import conv_step_silu
 from .reference import gate_and_project
 from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights
 
 STATE_ELEMENTS = 2048  # state elements per program, 16 float32 per thread on 4 warps (H100, 7.5M block at 1,024
 # samples: 214 us against 221 with 4096 and 243 with 8192, 2.6 TB/s)
-
-
-@triton.jit
-def _conv_silu(xbc_row, conv_in_row, conv_out_row, conv_w_ptr, conv_b_ptr, c, mask_c, store_c, s_conv_c,
-               WIDTH: tl.constexpr, WIDTH_P2: tl.constexpr, CONV_BIAS: tl.constexpr):  # fmt: skip
-    """silu(conv) of the conv channels ``c`` of one sequence (float32, rounded to the output's dtype by the caller);
-    the window is the conv state's last WIDTH - 1 inputs and the new one, written out as the new conv state where
-    ``store_c``."""
-    k = tl.arange(0, WIDTH_P2)
-    inside = mask_c[:, None] & (k[None, :] < WIDTH)
-    window_at = c[:, None] * s_conv_c + k[None, :]
-    older = tl.load(conv_in_row + window_at + 1, mask=inside & (k[None, :] < WIDTH - 1), other=0.0)
-    new = tl.load(xbc_row + c, mask=mask_c, other=0.0).to(conv_out_row.dtype.element_ty)
-    window = tl.where(k[None, :] == WIDTH - 1, new[:, None], older)
-    tl.store(conv_out_row + window_at, window, mask=inside & store_c[:, None])
-    weight = tl.load(conv_w_ptr + c[:, None] * WIDTH + k[None, :], mask=inside, other=0.0).to(tl.float32)
-    x = tl.sum(window.to(tl.float32) * weight, axis=1)
-    if CONV_BIAS:
-        x += tl.load(conv_b_ptr + c, mask=mask_c, other=0.0).to(tl.float32)
-    return silu_sigmoid(x)[0]
 
 
 @triton.jit
@@ -77,16 +58,16 @@ def _mamba2_step_kernel(
     h = tl.load(ssm_in_ptr + b * s_ssm_b + state_at, mask=mask_pn, other=0.0)  # first: the conv runs while it loads
     out_ty = y_ptr.dtype.element_ty
     x_channels = head * headdim + p
-    x = _conv_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, x_channels, mask_p, mask_p, s_conv_c,
+    x = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, x_channels, mask_p, mask_p, s_conv_c,
                    WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     x = x.to(out_ty).to(tl.float32)
     # B and C: every head of the group reads them; its first head's first block writes their conv state
     store_bc = mask_n & ((n * 0 + head % (nheads // ngroups) + p_block) == 0)
     B_channels = d_ssm + group * d_state + n
-    B = _conv_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels, mask_n, store_bc,
+    B = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels, mask_n, store_bc,
                    s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     B = tl.where(mask_n, B.to(out_ty).to(tl.float32), 0.0)
-    C = _conv_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels + ngroups * d_state, mask_n,
+    C = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels + ngroups * d_state, mask_n,
                    store_bc, s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     C = tl.where(mask_n, C.to(out_ty).to(tl.float32), 0.0)
 

@@ -23,29 +23,10 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import FMA_CONTRACTION, fast_math, silu_sigmoid, softplus_sigmoid
+from ..conv1d.step import conv_step_silu
 from .weights import MixerWeights
 
 BLOCK_D = 64  # channels per iteration: a (64, x_proj rows) tile of x_proj's weight stays in registers
-
-
-@triton.jit
-def _conv_silu(x_row, conv_in_row, conv_out_row, conv_w, conv_b, d, mask_d, s_conv_d, WIDTH: tl.constexpr,
-               WIDTH_P2: tl.constexpr, CONV_BIAS: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
-    """silu(conv) of channels ``d`` of one sequence (float32), the window being the conv state's last WIDTH - 1
-    inputs and the new x; with STORE the window is written out as the new conv state."""
-    k = tl.arange(0, WIDTH_P2)
-    inside = mask_d[:, None] & (k[None, :] < WIDTH)
-    window_at = d[:, None] * s_conv_d + k[None, :]
-    older = tl.load(conv_in_row + window_at + 1, mask=inside & (k[None, :] < WIDTH - 1), other=0.0)
-    x_new = tl.load(x_row + d, mask=mask_d, other=0.0).to(conv_out_row.dtype.element_ty)
-    window = tl.where(k[None, :] == WIDTH - 1, x_new[:, None], older)
-    if STORE:
-        tl.store(conv_out_row + window_at, window, mask=inside)
-    weight = tl.load(conv_w + d[:, None] * WIDTH + k[None, :], mask=inside, other=0.0).to(tl.float32)
-    x = tl.sum(window.to(tl.float32) * weight, axis=1)
-    if CONV_BIAS:
-        x += tl.load(conv_b + d, mask=mask_d, other=0.0).to(tl.float32)
-    return silu_sigmoid(x)[0]
 
 
 @triton.jit
@@ -79,8 +60,8 @@ def _mamba_step_kernel(
     for d0 in range(0, d_inner, BLOCK):
         d = d0 + tl.arange(0, BLOCK)
         mask_d = d < d_inner
-        x = _conv_silu(
-            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, True
+        x = conv_step_silu(
+            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS
         )
         x = tl.where(mask_d, x.to(y_ptr.dtype.element_ty).to(tl.float32), 0.0)
         dt_low += _x_proj_rows(x_proj_ptr, r, dt_rank, d, mask_d, x, s_xp)
@@ -91,8 +72,8 @@ def _mamba_step_kernel(
     for d0 in range(0, d_inner, BLOCK):
         d = d0 + tl.arange(0, BLOCK)
         mask_d = d < d_inner
-        x = _conv_silu(
-            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS, False
+        x = conv_step_silu(  # the window was written in the first pass
+            xz, conv_in, conv_out, conv_w_ptr, conv_b_ptr, d, mask_d, d < 0, s_conv_d, WIDTH, WIDTH_P2, CONV_BIAS
         )
         x = x.to(y_ptr.dtype.element_ty).to(tl.float32)
         w_dt = tl.load(

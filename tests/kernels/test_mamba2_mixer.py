@@ -4,7 +4,7 @@ keeps for the backward."""
 
 import pytest
 import torch
-from conftest import DEVICE, rel_err, saved_bytes
+from conftest import DEVICE, assert_step_kernel_matches, rel_err, saved_bytes
 
 from genossm.kernels import (
     Mamba2Settings,
@@ -158,20 +158,11 @@ def test_one_kernel_step_equals_the_reference_over_many_steps(options):
     nheads = weights.A.shape[0]
     conv = torch.randn(3, conv_dim, d_conv, device=DEVICE)
     ssm = torch.randn(3, nheads, settings.headdim, settings.d_state, device=DEVICE)
-    states = {"torch": (conv, ssm), "triton": (conv, ssm)}
-    given = conv.clone(), ssm.clone()
-    with torch.no_grad():
-        for _ in range(6):
-            hidden = torch.randn(3, 8, device=DEVICE)
-            with backend("torch"):
-                ref, *states["torch"] = mamba2_mixer_step(hidden, weights, settings, *states["torch"])
-            with backend("triton"):
-                out, *states["triton"] = mamba2_mixer_step(hidden, weights, settings, *states["triton"])
-            assert rel_err(out, ref) < 1e-5
-            for got, want in zip(states["triton"], states["torch"], strict=True):
-                assert got.shape == want.shape and got.dtype == want.dtype
-                assert rel_err(got, want) < 1e-5
-    assert conv.equal(given[0]) and ssm.equal(given[1])  # the states given are not changed
+
+    def step(hidden, *states):
+        return mamba2_mixer_step(hidden, weights, settings, *states)
+
+    assert_step_kernel_matches(step, 8, conv, ssm)
 
 
 @pytest.mark.gpu

@@ -3,7 +3,7 @@ output and every gradient, with the scan cut into several chunks and segments, a
 
 import pytest
 import torch
-from conftest import DEVICE, rel_err, saved_bytes
+from conftest import DEVICE, assert_step_kernel_matches, rel_err, saved_bytes
 
 from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step
 from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
@@ -147,20 +147,7 @@ def test_one_kernel_step_equals_the_reference_over_many_steps(d_inner, d_state, 
         weights = weights._replace(conv_bias=None)
     conv = torch.randn(3, d_inner, d_conv, device=DEVICE)
     ssm = torch.randn(3, d_inner, d_state, device=DEVICE)
-    states = {"torch": (conv, ssm), "triton": (conv, ssm)}
-    given = conv.clone(), ssm.clone()
-    with torch.no_grad():
-        for _ in range(6):
-            hidden = torch.randn(3, 8, device=DEVICE)
-            with backend("torch"):
-                ref, *states["torch"] = mamba_mixer_step(hidden, weights, *states["torch"])
-            with backend("triton"):
-                out, *states["triton"] = mamba_mixer_step(hidden, weights, *states["triton"])
-            assert rel_err(out, ref) < 1e-5
-            for got, want in zip(states["triton"], states["torch"], strict=True):
-                assert got.shape == want.shape and got.dtype == want.dtype
-                assert rel_err(got, want) < 1e-5
-    assert conv.equal(given[0]) and ssm.equal(given[1])  # the states given are not changed
+    assert_step_kernel_matches(lambda hidden, *states: mamba_mixer_step(hidden, weights, *states), 8, conv, ssm)
 
 
 @pytest.mark.gpu
