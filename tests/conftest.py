@@ -53,9 +53,9 @@ def saved_bytes(call, params) -> int:
 
 
 def assert_step_kernel_matches(step, d_model: int, conv: torch.Tensor, ssm: torch.Tensor) -> None:
-    """6 tokens through ``step(hidden, conv, ssm) -> (out, new conv, new ssm)`` from the states given, on the Triton
-    backend (the interpreter on the CPU) and on the reference's: every output and state agree, and the states given
-    are not changed."""
+    """6 tokens through ``step(hidden, conv, ssm, ssm_out=None) -> (out, new conv, new ssm)`` from the states given,
+    on the Triton backend (the interpreter on the CPU) and on the reference's: every output and state agree, and the
+    states given are not changed; with ``ssm_out=ssm`` the new scan state is written over the old one alike."""
     from genossm.kernels import backend
 
     states = {"torch": (conv, ssm), "triton": (conv, ssm)}
@@ -72,6 +72,15 @@ def assert_step_kernel_matches(step, d_model: int, conv: torch.Tensor, ssm: torc
                 assert got.shape == want.shape and got.dtype == want.dtype
                 assert rel_err(got, want) < 1e-5
     assert conv.equal(given[0]) and ssm.equal(given[1])
+    hidden = torch.randn(conv.shape[0], d_model, device=conv.device)
+    for name in ("torch", "triton"):
+        with backend(name), torch.no_grad():
+            want = step(hidden, conv, ssm)
+            in_place = ssm.clone()
+            got = step(hidden, conv, in_place, ssm_out=in_place)
+        assert got[2] is in_place
+        for a, b in zip(got, want, strict=True):
+            assert rel_err(a, b) < 1e-6, name
 
 
 @pytest.fixture

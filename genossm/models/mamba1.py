@@ -138,5 +138,7 @@ class Mamba(KeepsWeights[MixerWeights], nn.Module):
 
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
-        out, state.conv, state.ssm = mamba_mixer_step(hidden_states[:, 0], self.weights(), state.conv, state.ssm)
+        out, state.conv, state.ssm = mamba_mixer_step(
+            hidden_states[:, 0], self.weights(), state.conv, state.ssm, state.ssm_target()
+        )
         return out[:, None]

@@ -159,6 +159,6 @@ class Mamba2(KeepsWeights[Mamba2Weights], nn.Module):
     def step(self, hidden_states: Tensor, state: MixerState) -> Tensor:
         """One token: (batch, 1, d_model) -> (batch, 1, d_model), updating ``state`` (the recurrent form)."""
         out, state.conv, state.ssm = mamba2_mixer_step(
-            hidden_states[:, 0], self.weights(), self.settings(), state.conv, state.ssm
+            hidden_states[:, 0], self.weights(), self.settings(), state.conv, state.ssm, state.ssm_target()
         )
         return out[:, None]

@@ -37,6 +37,11 @@ class MixerState:
     conv: Tensor
     ssm: Tensor
 
+    def ssm_target(self) -> Tensor | None:
+        """Where a step writes the new scan state: over this one (saving a copy of it per step), unless autograd
+        records, which may need the old one."""
+        return None if torch.is_grad_enabled() else self.ssm
+
     def detach_(self) -> MixerState:
         """Cut the autograd history (truncated back-propagation between windows)."""
         self.conv = self.conv.detach()

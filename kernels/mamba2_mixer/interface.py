@@ -34,10 +34,15 @@ def mamba2_mixer_fn(
 
 
 def mamba2_mixer_step(
-    hidden: Tensor, weights: Mamba2Weights, settings: Mamba2Settings, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor,
+    weights: Mamba2Weights,
+    settings: Mamba2Settings,
+    conv_state: Tensor,
+    ssm_state: Tensor,
+    ssm_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The mixer on one token (see ``reference.py``): (out, new conv state, new scan state) of (batch, d_model)
-    inputs.
+    inputs; the new scan state goes into ``ssm_out`` when given (``ssm_state`` itself: updated in place).
 
     CUDA tensors run the conv and the scan in one kernel (``step.py``); everything else (and float64) the reference's
     composition of small ops.
@@ -45,5 +50,5 @@ def mamba2_mixer_step(
     if hidden.dtype != torch.float64 and use_triton(hidden):
         from .step import mamba2_mixer_step_fused  # Triton is imported only here
 
-        return mamba2_mixer_step_fused(hidden, weights, settings, conv_state, ssm_state)
-    return mamba2_mixer_step_ref(hidden, weights, settings, conv_state, ssm_state)
+        return mamba2_mixer_step_fused(hidden, weights, settings, conv_state, ssm_state, ssm_out)
+    return mamba2_mixer_step_ref(hidden, weights, settings, conv_state, ssm_state, ssm_out)

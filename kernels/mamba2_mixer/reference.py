@@ -74,11 +74,16 @@ def mamba2_mixer_ref(
 
 
 def mamba2_mixer_step_ref(
-    hidden: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor,
+    w: Mamba2Weights,
+    s: Mamba2Settings,
+    conv_state: Tensor,
+    ssm_state: Tensor,
+    ssm_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The mixer on one token: hidden (batch, d_model) -> (out (batch, d_model), the new conv state (batch,
-    conv_dim, d_conv), the new float32 scan state (batch, nheads, headdim, d_state)); the states given are not
-    changed."""
+    conv_dim, d_conv), the new float32 scan state (batch, nheads, headdim, d_state)). The states given are not
+    changed, but for the new scan state going into ``ssm_out`` when given (which may be ``ssm_state``)."""
     dtype, f = hidden.dtype, ssm_state.dtype
     sizes = Mamba2Sizes.of(w, s)
     z0, x0, z, xBC, dt = sizes.split(F.linear(hidden, w.in_proj, w.in_proj_bias))
@@ -96,6 +101,8 @@ def mamba2_mixer_step_ref(
     x = x.to(f)
     decay = torch.exp(dt * w.A.to(f))[:, :, None, None]
     ssm_state = decay * ssm_state + (dt[:, :, None] * x)[..., None] * B[:, :, None, :]
+    if ssm_out is not None:
+        ssm_state = ssm_out.copy_(ssm_state)
     D = w.D.to(f) if w.D.dim() == 2 else w.D.to(f)[:, None]
     y = (ssm_state * C[:, :, None, :]).sum(-1) + D * x  # (b, h, p)
     if w.norm is None:

@@ -92,7 +92,12 @@ def _mamba2_step_kernel(
 
 
 def mamba2_mixer_step_fused(
-    hidden: Tensor, w: Mamba2Weights, s: Mamba2Settings, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor,
+    w: Mamba2Weights,
+    s: Mamba2Settings,
+    conv_state: Tensor,
+    ssm_state: Tensor,
+    ssm_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`~.reference.mamba2_mixer_step_ref` with the conv, the scan and its gate in one kernel."""
     sizes = Mamba2Sizes.of(w, s)
@@ -104,7 +109,8 @@ def mamba2_mixer_step_fused(
     A, D, dt_b = (t.to(f).contiguous() for t in (w.A, w.D, w.dt_bias))
     y = hidden.new_empty(batch, sizes.d_ssm)
     conv_out = torch.empty_like(conv_in)
-    ssm_out = torch.empty_like(ssm_in)
+    target = ssm_out  # each program reads its states before writing them: ssm_out may be ssm_state
+    ssm_out = ssm_out if ssm_out is not None and ssm_out.is_contiguous() else torch.empty_like(ssm_in)
     state_p2 = triton.next_power_of_2(s.d_state)
     block_p = min(triton.next_power_of_2(s.headdim), max(1, STATE_ELEMENTS // state_p2))
     grid = (batch, sizes.nheads, math.ceil(s.headdim / block_p))
@@ -118,4 +124,6 @@ def mamba2_mixer_step_fused(
         BLOCK_P=block_p, STATE_P2=state_p2, FAST=fast_math(), num_warps=4, **FMA_CONTRACTION,
     )  # fmt: skip
     z0, x0, z, _, _ = sizes.split(zxbcdt)
+    if target is not None and target is not ssm_out:
+        ssm_out = target.copy_(ssm_out)
     return gate_and_project(y, z, z0, x0, w, s), conv_out, ssm_out

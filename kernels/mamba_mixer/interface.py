@@ -31,9 +31,10 @@ def mamba_mixer_fn(
 
 
 def mamba_mixer_step(
-    hidden: Tensor, weights: MixerWeights, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor, weights: MixerWeights, conv_state: Tensor, ssm_state: Tensor, ssm_out: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The mixer on one token (see ``reference.py``): (out, new conv state, new scan state) of (batch, d_model) inputs.
+    """The mixer on one token (see ``reference.py``): (out, new conv state, new scan state) of (batch, d_model) inputs;
+    the new scan state goes into ``ssm_out`` when given (``ssm_state`` itself: updated in place).
 
     CUDA tensors run one kernel between in_proj and out_proj (``step.py``); everything else (and float64) the
     reference's composition of small ops.
@@ -41,5 +42,5 @@ def mamba_mixer_step(
     if hidden.dtype != torch.float64 and use_triton(hidden):
         from .step import mamba_mixer_step_fused  # Triton is imported only here
 
-        return mamba_mixer_step_fused(hidden, weights, conv_state, ssm_state)
-    return mamba_mixer_step_ref(hidden, weights, conv_state, ssm_state)
+        return mamba_mixer_step_fused(hidden, weights, conv_state, ssm_state, ssm_out)
+    return mamba_mixer_step_ref(hidden, weights, conv_state, ssm_state, ssm_out)

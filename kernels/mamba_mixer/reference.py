@@ -56,10 +56,11 @@ def mamba_mixer_ref(
 
 
 def mamba_mixer_step_ref(
-    hidden: Tensor, w: MixerWeights, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor, w: MixerWeights, conv_state: Tensor, ssm_state: Tensor, ssm_out: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The mixer on one token: hidden (batch, d_model) -> (out (batch, d_model), the new conv state (batch,
-    d_inner, d_conv), the new float32 scan state (batch, d_inner, d_state)); the states given are not changed."""
+    d_inner, d_conv), the new float32 scan state (batch, d_inner, d_state)). The states given are not changed, but
+    for the new scan state going into ``ssm_out`` when given (which may be ``ssm_state``)."""
     dtype, f = hidden.dtype, ssm_state.dtype
     x, z = F.linear(hidden, w.in_proj, w.in_proj_bias).chunk(2, dim=-1)  # (b, d_inner) each
     conv_state = torch.cat([conv_state[:, :, 1:], x[:, :, None].to(conv_state.dtype)], dim=-1)
@@ -71,6 +72,8 @@ def mamba_mixer_step_ref(
     dt = F.softplus(F.linear(dt, w.dt_proj).to(f) + w.dt_bias)  # (b, d_inner)
     decay = torch.exp(dt[:, :, None] * w.A)  # (b, d_inner, d_state)
     ssm_state = decay * ssm_state + (dt * x.to(f))[:, :, None] * B.to(f)[:, None, :]
+    if ssm_out is not None:
+        ssm_state = ssm_out.copy_(ssm_state)
     y = (ssm_state * C.to(f)[:, None, :]).sum(-1) + w.D * x.to(f)
     y = (y * F.silu(z.to(f))).to(dtype)
     return F.linear(y, w.out_proj, w.out_proj_bias), conv_state, ssm_state

@@ -92,7 +92,7 @@ def _mamba_step_kernel(
 
 
 def mamba_mixer_step_fused(
-    hidden: Tensor, w: MixerWeights, conv_state: Tensor, ssm_state: Tensor
+    hidden: Tensor, w: MixerWeights, conv_state: Tensor, ssm_state: Tensor, ssm_out: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`~.reference.mamba_mixer_step_ref` with everything between in_proj and out_proj in one kernel."""
     batch = hidden.shape[0]
@@ -104,7 +104,8 @@ def mamba_mixer_step_fused(
     A, D, dt_b = (t.to(ssm_state.dtype).contiguous() for t in (w.A, w.D, w.dt_bias))
     y = hidden.new_empty(batch, d_inner)
     conv_out = torch.empty_like(conv_in)
-    ssm_out = torch.empty_like(ssm_in)
+    target = ssm_out  # each program reads its states before writing them: ssm_out may be ssm_state
+    ssm_out = ssm_out if ssm_out is not None and ssm_out.is_contiguous() else torch.empty_like(ssm_in)
     _mamba_step_kernel[(batch,)](
         xz, conv_in, conv_w, conv_w if w.conv_bias is None else w.conv_bias, x_proj, dt_w, dt_b, A, D, ssm_in,
         y, conv_out, ssm_out,
@@ -115,4 +116,6 @@ def mamba_mixer_step_fused(
         RANK_P2=triton.next_power_of_2(w.dt_rank), STATE_P2=triton.next_power_of_2(d_state),
         BLOCK=min(BLOCK_D, triton.next_power_of_2(d_inner)), FAST=fast_math(), num_warps=4, **FMA_CONTRACTION,
     )  # fmt: skip
+    if target is not None and target is not ssm_out:
+        ssm_out = target.copy_(ssm_out)
     return F.linear(y, w.out_proj, w.out_proj_bias), conv_out, ssm_out

@@ -159,8 +159,8 @@ def test_one_kernel_step_equals_the_reference_over_many_steps(options):
     conv = torch.randn(3, conv_dim, d_conv, device=DEVICE)
     ssm = torch.randn(3, nheads, settings.headdim, settings.d_state, device=DEVICE)
 
-    def step(hidden, *states):
-        return mamba2_mixer_step(hidden, weights, settings, *states)
+    def step(hidden, *states, **out):
+        return mamba2_mixer_step(hidden, weights, settings, *states, **out)
 
     assert_step_kernel_matches(step, 8, conv, ssm)
 

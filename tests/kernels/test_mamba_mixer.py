@@ -147,7 +147,7 @@ def test_one_kernel_step_equals_the_reference_over_many_steps(d_inner, d_state, 
         weights = weights._replace(conv_bias=None)
     conv = torch.randn(3, d_inner, d_conv, device=DEVICE)
     ssm = torch.randn(3, d_inner, d_state, device=DEVICE)
-    assert_step_kernel_matches(lambda hidden, *states: mamba_mixer_step(hidden, weights, *states), 8, conv, ssm)
+    assert_step_kernel_matches(lambda hidden, *a, **kw: mamba_mixer_step(hidden, weights, *a, **kw), 8, conv, ssm)
 
 
 @pytest.mark.gpu
