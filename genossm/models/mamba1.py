@@ -97,17 +97,13 @@ class Mamba(KeepsWeights[MixerWeights], nn.Module):
 
     def allocate_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MixerState:
         """A zero state for ``batch_size`` sequences."""
-        device = self.out_proj.weight.device
-        conv_dtype = dtype or self.conv1d.weight.dtype
-        return MixerState(
-            conv=torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=conv_dtype),
-            ssm=torch.zeros(
-                batch_size,
-                self.d_inner,
-                self.d_state,
-                device=device,
-                dtype=state_dtype(dtype or self.out_proj.weight.dtype),
-            ),
+        return MixerState.zeros(
+            batch_size,
+            (self.d_inner, self.d_conv),
+            (self.d_inner, self.d_state),
+            self.out_proj.weight,
+            self.conv1d.weight,
+            dtype,
         )
 
     def _weights(self) -> MixerWeights:

@@ -107,19 +107,13 @@ class Mamba2(KeepsWeights[Mamba2Weights], nn.Module):
 
     def allocate_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MixerState:
         """A zero state for ``batch_size`` sequences."""
-        device = self.out_proj.weight.device
-        return MixerState(
-            conv=torch.zeros(
-                batch_size, self.conv_dim, self.d_conv, device=device, dtype=dtype or self.conv1d.weight.dtype
-            ),
-            ssm=torch.zeros(
-                batch_size,
-                self.nheads,
-                self.headdim,
-                self.d_state,
-                device=device,
-                dtype=state_dtype(dtype or self.out_proj.weight.dtype),
-            ),
+        return MixerState.zeros(
+            batch_size,
+            (self.conv_dim, self.d_conv),
+            (self.nheads, self.headdim, self.d_state),
+            self.out_proj.weight,
+            self.conv1d.weight,
+            dtype,
         )
 
     def _weights(self) -> Mamba2Weights:

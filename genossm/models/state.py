@@ -37,6 +37,25 @@ class MixerState:
     conv: Tensor
     ssm: Tensor
 
+    @classmethod
+    def zeros(
+        cls,
+        batch_size: int,
+        conv: tuple[int, int],
+        ssm: tuple[int, ...],
+        model_weight: Tensor,
+        conv_weight: Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> MixerState:
+        """A zero state for ``batch_size`` sequences on the model's device: the conv window (batch_size, *conv) in
+        ``dtype`` or the conv weight's, the scan state (batch_size, *ssm) in the state dtype of ``dtype`` or of the
+        model's weights."""
+        device = model_weight.device
+        return cls(
+            conv=torch.zeros(batch_size, *conv, device=device, dtype=dtype or conv_weight.dtype),
+            ssm=torch.zeros(batch_size, *ssm, device=device, dtype=state_dtype(dtype or model_weight.dtype)),
+        )
+
     def ssm_target(self) -> Tensor | None:
         """Where a step writes the new scan state: over this one (saving a copy of it per step), unless autograd
         records, which may need the old one."""
