@@ -19,23 +19,25 @@ from genossm.kernels.ssd import tiling
 
 
 def make_mixer(d_model=8, nheads=2, headdim=16, d_state=8, ngroups=1, d_conv=4, norm=True, d_has_hdim=False,
-               biases=False, **settings) -> tuple[Mamba2Weights, Mamba2Settings]:  # fmt: skip
+               biases=False, d_mlp=0, **settings) -> tuple[Mamba2Weights, Mamba2Settings]:  # fmt: skip
+    """Random weights; ``d_mlp`` channels of a gated-MLP part beside the scan's (in_proj's z0 and x0)."""
     d_ssm = nheads * headdim
     conv_dim = d_ssm + 2 * ngroups * d_state
+    d_in_proj = 2 * d_mlp + 2 * d_ssm + 2 * ngroups * d_state + nheads
 
     def param(*shape, scale=0.3, shift=0.0):
         return (torch.randn(*shape, device=DEVICE) * scale + shift).requires_grad_()
 
     weights = Mamba2Weights(
-        in_proj=param(2 * d_ssm + 2 * ngroups * d_state + nheads, d_model),
-        in_proj_bias=param(2 * d_ssm + 2 * ngroups * d_state + nheads) if biases else None,
+        in_proj=param(d_in_proj, d_model),
+        in_proj_bias=param(d_in_proj) if biases else None,
         conv=param(conv_dim, d_conv),
         conv_bias=param(conv_dim),
         dt_bias=param(nheads, scale=0.5, shift=-2.0),
         A=(-torch.rand(nheads, device=DEVICE) * 2 - 0.5).requires_grad_(),
         D=param(nheads, headdim, scale=1.0) if d_has_hdim else param(nheads, scale=1.0),
         norm=param(d_ssm, scale=0.2, shift=1.0) if norm else None,
-        out_proj=param(d_model, d_ssm),
+        out_proj=param(d_model, d_mlp + d_ssm),
         out_proj_bias=param(d_model) if biases else None,
     )
     return weights, Mamba2Settings(headdim, d_state, ngroups, **{"chunk_size": 16, **settings})
@@ -145,12 +147,13 @@ def test_fused_mixer_keeps_only_its_input():
         {"ngroups": 2, "nheads": 4, "biases": True, "d_conv": 3},
         {"norm": False, "d_has_hdim": True, "headdim": 12, "d_state": 5},  # z gates the scan's output
         {"dt_limit": (0.05, 0.5), "d_conv": 2, "d_state": 40},  # 40 states: blocks of the head's channels
+        {"d_mlp": 24, "norm": False},  # in_proj's pieces shifted by a gated-MLP part
     ],
 )
 def test_one_kernel_step_equals_the_reference_over_many_steps(options):
     """Groups, D per channel, a head size and a state size that are no powers of two, a head cut into blocks,
-    conv widths 2-4, dt limits, with and without the output norm; the states carried through 6 steps from random
-    ones."""
+    conv widths 2-4, dt limits, with and without the output norm, a gated-MLP part; the states carried through 6
+    steps from random ones."""
     weights, settings = make_mixer(**options)
     if options.get("biases"):
         weights = weights._replace(conv_bias=None)
