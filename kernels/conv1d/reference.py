@@ -46,3 +46,16 @@ def causal_conv1d_ref(
     if not return_final_states:
         return out
     return out, padded[..., padded.shape[-1] - (width - 1) :]
+
+
+def causal_conv1d_step_ref(x: Tensor, state: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The conv with SiLU on one new input per sequence (recurrent steps; the reference of ``step.conv_step_silu``).
+
+    x: (batch, dim), state: (batch, dim, width), the window of the previous inputs. Returns silu(conv) (batch, dim)
+    and the new window: the state's last width - 1 inputs and x, in the state's dtype.
+    """
+    state = torch.cat([state[:, :, 1:], x[:, :, None].to(state.dtype)], dim=-1)
+    out = (state * weight).sum(-1)
+    if bias is not None:
+        out = out + bias
+    return F.silu(out), state

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..conv1d import causal_conv1d_fn
+from ..conv1d.reference import causal_conv1d_step_ref
 from ..mamba_mixer.reference import conv_tail
 from ..norm import gated_rms_norm
 from ..ssd import ssd_chunk_scan
@@ -87,11 +88,8 @@ def mamba2_mixer_step_ref(
     dtype, f = hidden.dtype, ssm_state.dtype
     sizes = Mamba2Sizes.of(w, s)
     z0, x0, z, xBC, dt = sizes.split(F.linear(hidden, w.in_proj, w.in_proj_bias))
-    conv_state = torch.cat([conv_state[:, :, 1:], xBC[:, :, None].to(conv_state.dtype)], dim=-1)
-    xBC = (conv_state * w.conv).sum(-1)
-    if w.conv_bias is not None:
-        xBC = xBC + w.conv_bias
-    x, B, C = scan_inputs(F.silu(xBC).to(dtype), s, sizes)  # (b, h, p), (b, g, n), (b, g, n)
+    xBC, conv_state = causal_conv1d_step_ref(xBC, conv_state, w.conv, w.conv_bias)
+    x, B, C = scan_inputs(xBC.to(dtype), s, sizes)  # (b, h, p), (b, g, n), (b, g, n)
     per_group = sizes.nheads // s.ngroups
     B = B.to(f).repeat_interleave(per_group, dim=1)  # (b, h, n)
     C = C.to(f).repeat_interleave(per_group, dim=1)

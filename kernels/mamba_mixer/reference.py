@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..conv1d import causal_conv1d_fn
+from ..conv1d.reference import causal_conv1d_step_ref
 from ..selective_scan import selective_scan_fn
 from .weights import MixerWeights
 
@@ -63,11 +64,8 @@ def mamba_mixer_step_ref(
     for the new scan state going into ``ssm_out`` when given (which may be ``ssm_state``)."""
     dtype, f = hidden.dtype, ssm_state.dtype
     x, z = F.linear(hidden, w.in_proj, w.in_proj_bias).chunk(2, dim=-1)  # (b, d_inner) each
-    conv_state = torch.cat([conv_state[:, :, 1:], x[:, :, None].to(conv_state.dtype)], dim=-1)
-    x = (conv_state * w.conv).sum(-1)
-    if w.conv_bias is not None:
-        x = x + w.conv_bias
-    x = F.silu(x).to(dtype)
+    x, conv_state = causal_conv1d_step_ref(x, conv_state, w.conv, w.conv_bias)
+    x = x.to(dtype)
     dt, B, C = F.linear(x, w.x_proj).split([w.dt_rank, w.d_state, w.d_state], dim=-1)
     dt = F.softplus(F.linear(dt, w.dt_proj).to(f) + w.dt_bias)  # (b, d_inner)
     decay = torch.exp(dt[:, :, None] * w.A)  # (b, d_inner, d_state)
