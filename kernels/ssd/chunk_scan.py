@@ -19,7 +19,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.math import FMA_CONTRACTION
 from .decay import causal_decay
 from .loads import load_padded
 from .tiling import SSDTiles, dot_precision, new_buffer
@@ -138,7 +137,6 @@ def chunk_scan_fwd(
         *x.stride(), *zz.stride(), *B.stride(), *C.stride(), *out.stride(),
         HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2, HAS_Z=z is not None,
         BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n, PAD_P=tiles.block_p != headdim,
-        PAD_N=tiles.block_n != dstate, PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, **FMA_CONTRACTION,
-        num_stages=tiles.num_stages,
+        PAD_N=tiles.block_n != dstate, PRECISION=dot_precision(x.dtype), **tiles.launch(tiles.scan_stages, capped=True),
     )  # fmt: skip
     return out, ypre

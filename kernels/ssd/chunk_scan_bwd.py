@@ -16,7 +16,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.math import FMA_CONTRACTION
 from .decay import causal_decay
 from .loads import load_padded
 from .tiling import SSDTiles, dot_precision, new_buffer
@@ -205,7 +204,7 @@ def chunk_scan_bwd_dstarts(
         seqlen, chunk_size, nchunks, nheads, nheads // ngroups, headdim, dstate,
         *dout.stride(), *zz.stride(), *yy.stride(), *dzz.stride(), *C.stride(),
         HAS_Z=z is not None, BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n_state,
-        PRECISION=dot_precision(C.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages, **FMA_CONTRACTION,
+        PRECISION=dot_precision(C.dtype), **tiles.launch(tiles.num_stages),
     )  # fmt: skip
     return dstarts, dz
 
@@ -236,6 +235,6 @@ def chunk_scan_bwd_dc(
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dC.stride(),
         HAS_Z=z is not None, BLOCK_T=tiles.block_t_bwd, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
         PAD_P=tiles.block_p != headdim, PAD_N=tiles.block_n != dstate, PRECISION=dot_precision(C.dtype),
-        num_warps=tiles.num_warps, num_stages=tiles.num_stages, **FMA_CONTRACTION,
+        **tiles.launch(tiles.bwd_stages),
     )  # fmt: skip
     return dC, u

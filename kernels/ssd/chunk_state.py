@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.math import FMA_CONTRACTION
 from .tiling import SSDTiles, dot_precision, new_buffer
 
 
@@ -126,6 +125,6 @@ def chunk_state_fwd(
         *x.stride(), *dt.stride(), *B.stride(),
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, HAS_DT_LIMIT=has_limit,
         BLOCK_T=tiles.block_t, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n_state,
-        PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages, **FMA_CONTRACTION,
+        PRECISION=dot_precision(x.dtype), **tiles.launch(tiles.num_stages, capped=True),
     )  # fmt: skip
     return dt_out, cs_out, states

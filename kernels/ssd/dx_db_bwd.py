@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.math import FMA_CONTRACTION, LOG2E
+from ..common.math import LOG2E
 from .chunk_scan_bwd import load_dy
 from .tiling import SSDTiles, dot_precision, new_buffer
 
@@ -201,6 +201,6 @@ def dx_db_bwd(
         *dout.stride(), *zz.stride(), *x.stride(), *B.stride(), *C.stride(), *dx.stride(), *dB.stride(),
         HAS_Z=z is not None, HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2,
         BLOCK_T=tiles.block_t_bwd, BLOCK_I=tiles.block_t_inner, BLOCK_P=tiles.block_p, BLOCK_N=tiles.block_n,
-        PRECISION=dot_precision(x.dtype), num_warps=tiles.num_warps, num_stages=tiles.num_stages, **FMA_CONTRACTION,
+        PRECISION=dot_precision(x.dtype), **tiles.launch(tiles.bwd_stages),
     )  # fmt: skip
     return dx, dB, parts, dD

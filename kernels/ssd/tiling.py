@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from ..common.math import FMA_CONTRACTION
+
 # Largest number of positions per tile inside a chunk. Tests lower it to run several tiles per chunk on tiny inputs.
 MAX_BLOCK_T = 64
 # When True, fresh buffers are filled with NaN instead of left uninitialised (tests: exposes unwritten reads).
@@ -31,11 +33,21 @@ class SSDTiles:
     block_n: int  # state size (whole) for the position-tiled kernels
     block_n_state: int  # state-size tile of the kernels that hold a (headdim, dstate) accumulator
     num_warps: int
-    num_stages: int
+    num_stages: int  # software-pipelining stages of the chunk-state and start-state-gradient kernels
+    scan_stages: int  # of the forward chunk scan
+    bwd_stages: int  # of the dC and dx/dB kernels
+    max_registers: int | None  # register cap per thread of the forward's chunk-state and chunk-scan kernels
 
     def __post_init__(self) -> None:
         if self.block_t_bwd % self.block_t_inner:
             raise ValueError(f"block_t_inner ({self.block_t_inner}) must divide block_t_bwd ({self.block_t_bwd})")
+
+    def launch(self, stages: int, capped: bool = False) -> dict[str, int | bool]:
+        """Triton launch options: the warps, ``stages``, FMA contraction and, if ``capped``, the register cap."""
+        options = {"num_warps": self.num_warps, "num_stages": stages, **FMA_CONTRACTION}
+        if capped and self.max_registers:
+            options["maxnreg"] = self.max_registers
+        return options
 
 
 def _pow2(n: int) -> int:
@@ -62,8 +74,17 @@ def ssd_tiles(chunk_size: int, headdim: int, dstate: int, dtype: torch.dtype = t
     # One warpgroup: at P = 64 eight warps took twice as long in every matrix-product kernel (H100, 2^20 tokens,
     # N = 128: chunk scan 4.31 -> 2.01 ms, dx/dB 8.67 -> 4.77, dC 5.06 -> 2.92; N = 64 and 256 alike).
     num_warps = 8 if wide else 4
+    # Stages and caps from an H100 sweep (2^20 tokens as 1024 x 1K, H = 4, P = 64, bfloat16; ms at N = 64 / 128):
+    # the chunk scan runs faster on one stage at every N (1.10 / 1.68 with two, 1.04 / 1.33 with one) and, with the
+    # chunk states, under 128 registers (0.92 / 1.29; chunk states 0.36 / 0.53 -> 0.36 / 0.48); dC and dx/dB gain
+    # from one stage at N = 128 (2.11 -> 1.98, 4.30 -> 4.20) and lose 2-3% at N = 64.
     num_stages = 1 if wide or block_n > 128 else 2
-    return SSDTiles(block_t, block_t_bwd, block_t_inner, block_p, block_n, block_n_state, num_warps, num_stages)
+    bwd_stages = 1 if wide or block_n >= 128 else 2
+    max_registers = None if wide or block_n > 128 else 128
+    return SSDTiles(
+        block_t, block_t_bwd, block_t_inner, block_p, block_n, block_n_state, num_warps,
+        num_stages=num_stages, scan_stages=1, bwd_stages=bwd_stages, max_registers=max_registers,
+    )  # fmt: skip
 
 
 def state_passing_tiles(batch_heads: int, state_size: int, nchunks: int) -> tuple[int, int]:

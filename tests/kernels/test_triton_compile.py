@@ -138,7 +138,9 @@ def test_every_launch_asks_for_fma_contraction():
     for path in (Path(__file__).parents[2] / "kernels").rglob("*.py"):
         text = path.read_text()
         launches = len(re.findall(r"\b_\w*kernel\[", text))
-        options = re.findall(r"\*\*(?:FMA_CONTRACTION|launch_options\(tiling\)),\s*$", text, flags=re.MULTILINE)
+        options = re.findall(
+            r"\*\*(?:FMA_CONTRACTION|launch_options\(tiling\)|tiles\.launch\([^()]*\)),\s*$", text, flags=re.MULTILINE
+        )
         assert len(options) == launches, path  # one launch option list per launch
 
 
