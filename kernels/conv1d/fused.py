@@ -23,11 +23,12 @@ from ..common.math import FMA_CONTRACTION, sigmoid_fast
 from ..common.tensors import like_layout
 
 # (positions, channels) of a tile, from H100 sweeps at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
-# (results/benchmarks.md): the best backward tile on average (seventh session) and the best forward tile at three of
-# the four shapes (eleventh: 16 x 128 on four warps 0.52-0.56 ms at 256 channels and 0.98-1.14 at 512, against
-# 0.69-0.72 and 1.36-1.37 for 64 x 64, which had been the best of the tiles tried on four warps at 64 channels)
+# (results/benchmarks.md): the best forward tile at three of the four shapes (eleventh session: 16 x 128 on four warps
+# 0.52-0.56 ms at 256 channels and 0.98-1.14 at 512, against 0.69-0.72 and 1.36-1.37 for 64 x 64), and the best
+# backward tile with loads run ahead (twenty-third: 8 x 128 on eight warps 0.91-0.97 ms at 256 channels and
+# 1.75-1.89 at 512; 16 x 64 on four warps, the best before, took 212 registers with them and 1.06-1.11 / 2.14-2.24)
 FWD_BLOCK_L, FWD_BLOCK_D = 16, 128
-BWD_BLOCK_L, BWD_BLOCK_D = 16, 64
+BWD_BLOCK_L, BWD_BLOCK_D, BWD_WARPS = 8, 128, 8
 
 
 @triton.jit
@@ -126,10 +127,16 @@ def _behind(x_tile, init_tile, pos, m: tl.constexpr, seqlen, mask_d, s_x_l, s_i_
 
 
 @triton.jit
-def _pre_grad(dout_tile, pre, p, seqlen, mask_d, s_g_l, SILU: tl.constexpr):
-    """dpre = dout * silu'(pre) at positions ``p`` (dout alone without SiLU; zero outside the sequence)."""
+def _load_rows(tile, p, seqlen, mask_d, s_l):
+    """The rows at positions ``p`` in their own dtype, zero outside the sequence."""
     valid = (p >= 0) & (p < seqlen)
-    dpre = tl.load(dout_tile + p[:, None] * s_g_l, mask=valid[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
+    return tl.load(tile + p[:, None] * s_l, mask=valid[:, None] & mask_d[None, :], other=0.0)
+
+
+@triton.jit
+def _pre_grad(dout, pre, SILU: tl.constexpr):
+    """dpre = dout * silu'(pre) (dout alone without SiLU)."""
+    dpre = dout.to(tl.float32)
     if SILU:
         sig = sigmoid_fast(pre)
         dpre = dpre * sig * (1.0 + pre * (1.0 - sig))
@@ -220,19 +227,28 @@ def _conv_bwd_kernel(
     ahead = first + tiles_per_program * BLOCK_L + rows
     pre = _pre_activation(x_tile, init_tile, w_ptrs, bias, ahead, seqlen, mask_d, s_x_l, s_i_l, s_w_k, False, WIDTH)
     row0 = (tiles_per_program % 3) * BLOCK_L
-    tl.store(ring + (row0 + rows)[:, None] * BLOCK_D, _pre_grad(dout_tile, pre, ahead, seqlen, mask_d, s_g_l, SILU))
+    dpre = _pre_grad(_load_rows(dout_tile, ahead, seqlen, mask_d, s_g_l), pre, SILU)
+    tl.store(ring + (row0 + rows)[:, None] * BLOCK_D, dpre)
     # the gradients of v_m and of the bias, summed elementwise over this program's positions
     dv0 = tl.zeros((BLOCK_L, BLOCK_D), tl.float32)
     dv1, dv2, dv3, dbias = dv0, dv0, dv0, dv0
+    # Loads run ahead of the walk: dout one tile, x two, so that the shifted loads of x (W - 1 rows into the tile
+    # walked next) find its rows in L1 rather than wait for memory.
+    last = first + (tiles_per_program - 1) * BLOCK_L + rows
+    x_next = _load_rows(x_tile, last, seqlen, mask_d, s_x_l)
+    x_after = _load_rows(x_tile, last - BLOCK_L, seqlen, mask_d, s_x_l)
+    dout_next = _load_rows(dout_tile, last, seqlen, mask_d, s_g_l)
     for j in range(tiles_per_program):
         i = tiles_per_program - 1 - j
         pos = first + i * BLOCK_L + rows
-        x = _load_shifted(x_tile, init_tile, pos, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
+        x, dout = x_next.to(tl.float32), dout_next
+        x_next, x_after = x_after, _load_rows(x_tile, pos - 2 * BLOCK_L, seqlen, mask_d, s_x_l)
+        dout_next = _load_rows(dout_tile, pos - BLOCK_L, seqlen, mask_d, s_g_l)
         x_1 = _behind(x_tile, init_tile, pos, 1, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
         x_2 = _behind(x_tile, init_tile, pos, 2, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
         x_3 = _behind(x_tile, init_tile, pos, 3, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
         pre = bias[None, :] + v0[None, :] * x + v1[None, :] * x_1 + v2[None, :] * x_2 + v3[None, :] * x_3
-        dpre = _pre_grad(dout_tile, pre, pos, seqlen, mask_d, s_g_l, SILU)
+        dpre = _pre_grad(dout, pre, SILU)
         row = (i % 3) * BLOCK_L + rows
         tl.store(ring + row[:, None] * BLOCK_D, dpre)
         tl.debug_barrier()  # the tile's dpre, and the next tile's (written before the last barrier), are in the ring
@@ -265,7 +281,7 @@ def _conv_bwd_kernel(
         tl.store(dinit_ptrs, dinit.to(dinit_ptr.dtype.element_ty), mask=(before < 0)[:, None] & mask_d[None, :])
 
 
-BWD_PROGRAMS_PER_SM = 8  # backward programs in flight per SM we aim for (4 warps each)
+BWD_PROGRAMS_PER_SM = 8  # backward programs per SM we aim for
 
 
 def _tile_ranges(seqlen: int, block_l: int, has_init: bool) -> list[tuple[int, int, bool]]:
@@ -333,7 +349,7 @@ def conv_bwd(
             *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
             *weight.stride(),
             HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=width, BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D, num_warps=4, **FMA_CONTRACTION,
+            WIDTH=width, BLOCK_L=BWD_BLOCK_L, BLOCK_D=BWD_BLOCK_D, num_warps=BWD_WARPS, **FMA_CONTRACTION,
         )  # fmt: skip
     return dx, dw, dbias, dinit
 
