@@ -36,7 +36,9 @@ class HardwareOptions:
     """Where and how a run computes (shared by pretrain and finetune)."""
 
     devices: int = option(1, "GPUs to use (data parallel); without a GPU, that many CPU processes")
-    strategy: Literal["auto", "ddp", "fsdp"] = option("auto", "multi-GPU strategy: DDP, or FSDP for larger models")
+    # FSDP is not offered: the step's micro-batches run their backward inside FSDP's forward (Lightning calls
+    # training_step there), which FSDP rejects (two H200s, twenty-third session)
+    strategy: Literal["auto", "ddp"] = option("auto", "multi-GPU strategy (DDP: every GPU holds the whole model)")
     precision: Literal["auto", "32-true", "bf16-mixed"] = option(
         "auto", "numeric precision: auto = bfloat16 mixed precision on GPU, float32 on CPU"
     )
