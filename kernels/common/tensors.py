@@ -20,6 +20,18 @@ def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     return torch.empty(batch, dim, seqlen, device=x.device, dtype=dtype)
 
 
+def kernel_output(out: Tensor | None, like: Tensor) -> Tensor:
+    """Where a kernel writes a result asked for in ``out``: ``out`` itself when it is contiguous (it may be one of the
+    kernel's inputs, when every program reads its part before writing it), else a new tensor like ``like``; then
+    :func:`delivered` puts it where it was asked for."""
+    return out if out is not None and out.is_contiguous() else torch.empty_like(like)
+
+
+def delivered(written: Tensor, out: Tensor | None) -> Tensor:
+    """``written``, copied into ``out`` when one was asked for and the kernel wrote elsewhere."""
+    return written if out is None or out is written else out.copy_(written)
+
+
 def backward_will_run(*tensors: Tensor | None) -> bool:
     """Whether autograd records an op on these inputs (for an autograd.Function, asked before ``apply``: inside
     ``forward`` grad mode is off, and ``ctx.needs_input_grad`` is true for parameters even under ``no_grad``)."""

@@ -22,6 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import FMA_CONTRACTION, fast_math, silu_sigmoid, softplus_sigmoid
+from ..common.tensors import delivered, kernel_output
 from ..conv1d.step import conv_step_silu
 from .reference import gate_and_project
 from .weights import Mamba2Settings, Mamba2Sizes, Mamba2Weights
@@ -109,14 +110,13 @@ def mamba2_mixer_step_fused(
     A, D, dt_b = (t.to(f).contiguous() for t in (w.A, w.D, w.dt_bias))
     y = hidden.new_empty(batch, sizes.d_ssm)
     conv_out = torch.empty_like(conv_in)
-    target = ssm_out  # each program reads its states before writing them: ssm_out may be ssm_state
-    ssm_out = ssm_out if ssm_out is not None and ssm_out.is_contiguous() else torch.empty_like(ssm_in)
+    ssm_new = kernel_output(ssm_out, ssm_in)  # each program reads its states before writing them
     state_p2 = triton.next_power_of_2(s.d_state)
     block_p = min(triton.next_power_of_2(s.headdim), max(1, STATE_ELEMENTS // state_p2))
     grid = (batch, sizes.nheads, math.ceil(s.headdim / block_p))
     _mamba2_step_kernel[grid](
         zxbcdt, conv_in, conv_w, conv_w if w.conv_bias is None else w.conv_bias, dt_b, A, D, ssm_in,
-        y, conv_out, ssm_out,
+        y, conv_out, ssm_new,
         sizes.d_mlp, s.headdim, s.d_state, sizes.nheads, s.ngroups, *s.dt_limit,
         zxbcdt.stride(0), conv_in.stride(0), conv_in.stride(1), *ssm_in.stride()[:3], y.stride(0),
         WIDTH=width, WIDTH_P2=triton.next_power_of_2(width), CONV_BIAS=w.conv_bias is not None,
@@ -124,6 +124,4 @@ def mamba2_mixer_step_fused(
         BLOCK_P=block_p, STATE_P2=state_p2, FAST=fast_math(), num_warps=4, **FMA_CONTRACTION,
     )  # fmt: skip
     z0, x0, z, _, _ = sizes.split(zxbcdt)
-    if target is not None and target is not ssm_out:
-        ssm_out = target.copy_(ssm_out)
-    return gate_and_project(y, z, z0, x0, w, s), conv_out, ssm_out
+    return gate_and_project(y, z, z0, x0, w, s), conv_out, delivered(ssm_new, ssm_out)

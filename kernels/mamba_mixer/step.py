@@ -23,6 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import FMA_CONTRACTION, fast_math, silu_sigmoid, softplus_sigmoid
+from ..common.tensors import delivered, kernel_output
 from ..conv1d.step import conv_step_silu
 from .weights import MixerWeights
 
@@ -104,11 +105,10 @@ def mamba_mixer_step_fused(
     A, D, dt_b = (t.to(ssm_state.dtype).contiguous() for t in (w.A, w.D, w.dt_bias))
     y = hidden.new_empty(batch, d_inner)
     conv_out = torch.empty_like(conv_in)
-    target = ssm_out  # each program reads its states before writing them: ssm_out may be ssm_state
-    ssm_out = ssm_out if ssm_out is not None and ssm_out.is_contiguous() else torch.empty_like(ssm_in)
+    ssm_new = kernel_output(ssm_out, ssm_in)  # each program reads its states before writing them
     _mamba_step_kernel[(batch,)](
         xz, conv_in, conv_w, conv_w if w.conv_bias is None else w.conv_bias, x_proj, dt_w, dt_b, A, D, ssm_in,
-        y, conv_out, ssm_out,
+        y, conv_out, ssm_new,
         d_inner, w.dt_rank, d_state,
         xz.stride(0), conv_in.stride(0), conv_in.stride(1), x_proj.stride(0), dt_w.stride(0), ssm_in.stride(0),
         y.stride(0),
@@ -116,6 +116,4 @@ def mamba_mixer_step_fused(
         RANK_P2=triton.next_power_of_2(w.dt_rank), STATE_P2=triton.next_power_of_2(d_state),
         BLOCK=min(BLOCK_D, triton.next_power_of_2(d_inner)), FAST=fast_math(), num_warps=4, **FMA_CONTRACTION,
     )  # fmt: skip
-    if target is not None and target is not ssm_out:
-        ssm_out = target.copy_(ssm_out)
-    return F.linear(y, w.out_proj, w.out_proj_bias), conv_out, ssm_out
+    return F.linear(y, w.out_proj, w.out_proj_bias), conv_out, delivered(ssm_new, ssm_out)
