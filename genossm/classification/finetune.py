@@ -22,12 +22,13 @@ from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome
 from genossm.data.intervals import Interval
 from genossm.fileio import atomic_write_text
-from genossm.models import MambaConfig, MambaForSequenceClassification
+from genossm.models import MambaConfig, MambaForSequenceClassification, from_pretrained
 from genossm.presets import model_config
 from genossm.training.memory import MemoryPlan
 from genossm.training.memory_estimate import StepShape, plan_for_run
 from genossm.training.optim import OptimConfig
 from genossm.training.run_dir import RunDir, is_first_process, run_folder
+from genossm.training.sharding import full_state_dict, is_sharded
 from genossm.training.trainer import HardwareOptions, activation_dtype, build_trainer, token_budget
 
 from .checkpoints import init_config, init_from
@@ -217,24 +218,28 @@ def finetune(opts: FinetuneOptions) -> dict[str, Any] | None:
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
     train_seconds = time.perf_counter() - start
+    weights = full_state_dict(module.model)  # every rank takes part when FSDP shards the weights
     if trainer.global_rank != 0:
         return None
-    module.model.save_pretrained(run.model)
-    classifier = WindowReader(module.model, batch_tokens=opts.step_tokens(opts.seqlen)[0])
+    module.model.save_pretrained(run.model, weights)
+    model = module.model
+    if is_sharded(model):  # rank 0 alone evaluates: a whole copy of the weights
+        model = from_pretrained(run.model).to(module.device)
+    classifier = WindowReader(model, batch_tokens=opts.step_tokens(opts.seqlen)[0])
     held_out, train = heldout_windows(data), kmer_training_windows(data, opts.kmer_windows)
     summary = {
         "labels": labels,
         "seqlen": opts.seqlen,
         "init": source,
         "steps": trainer.global_step,
-        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": train_seconds,
         "options": plain_options(opts),  # the whole recipe (seed, steps, learning rate, data) beside the results
         **evaluate_classifier(classifier, held_out, train, opts.kmer_k, run.path),
     }
     if opts.compare_modes and opts.examples == "windows":  # records are read whole: there is no context to carry
         regions = heldout_regions(data, opts.seqlen, opts.eval_bases)
-        summary["reading_modes"] = compare_reading_modes(module.model, regions, classifier.batch_tokens)
+        summary["reading_modes"] = compare_reading_modes(model, regions, classifier.batch_tokens)
     atomic_write_text(run.path / SUMMARY_NAME, json.dumps(summary, indent=2))
     return summary
 

@@ -51,10 +51,9 @@ class ClassifierModule(MicroBatchModule):
 
     def logits(self, input_ids: Tensor) -> Tensor:
         """Class logits (b, labels) of token windows (b, L), pooled over their positions that are not padding (a
-        short record's window ends in ``[PAD]``); the backbone without autograd when frozen."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.head_only):
-            hidden = self.model.backbone(input_ids)
-        return self.model.classifier(self.model.pool(hidden, input_ids != PAD_ID))
+        short record's window ends in ``[PAD]``). Through the model's own forward, which FSDP's root unit wraps; a
+        frozen backbone records nothing for autograd (no parameter of it requires a gradient)."""
+        return self.model(input_ids, input_ids != PAD_ID)
 
     def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Summed cross-entropy (float32) and the number of correct predictions of one micro-batch."""

@@ -28,10 +28,13 @@ def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float, 
     return dt + torch.log(-torch.expm1(-dt))
 
 
-def no_weight_decay(*params: nn.Parameter) -> None:
-    """Mark parameters the optimiser should not decay (mamba_ssm's ``_no_weight_decay``)."""
-    for p in params:
-        p._no_weight_decay = True
+def no_weight_decay(module: nn.Module, *names: str) -> None:
+    """Exempt ``module``'s parameters ``names`` from weight decay: listed in ``module.no_weight_decay_params``, which
+    genossm's optimiser reads (a mark on a parameter does not survive FSDP's sharding), and marked
+    ``_no_weight_decay`` as mamba_ssm marks them, for optimisers written for it."""
+    module.no_weight_decay_params = names
+    for name in names:
+        getattr(module, name)._no_weight_decay = True
 
 
 class Mamba(KeepsWeights[MixerWeights], nn.Module):
@@ -92,7 +95,7 @@ class Mamba(KeepsWeights[MixerWeights], nn.Module):
         A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
-        no_weight_decay(self.A_log, self.D)
+        no_weight_decay(self, "A_log", "D")
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     def allocate_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MixerState:

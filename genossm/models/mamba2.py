@@ -89,7 +89,7 @@ class Mamba2(KeepsWeights[Mamba2Weights], nn.Module):
         A = torch.empty(self.nheads, dtype=torch.float32, device=device).uniform_(*A_init_range)
         self.A_log = nn.Parameter(torch.log(A).to(dtype=dtype))
         self.D = nn.Parameter(torch.ones(self.d_ssm if D_has_hdim else self.nheads, device=device))
-        no_weight_decay(self.dt_bias, self.A_log, self.D)
+        no_weight_decay(self, "dt_bias", "A_log", "D")
         if rmsnorm:
             self.norm = RMSNormGated(
                 self.d_ssm,

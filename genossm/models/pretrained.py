@@ -31,11 +31,12 @@ class SavesPretrained:
         """What genossm.json records for this model."""
         return {"task": self.task, "tokens": self.tokens}
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write the model directory; each file is replaced atomically."""
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the model directory, with ``state_dict`` when given (weights gathered from ranks that shard them),
+        else the model's own; each file is replaced atomically."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self.state_dict(), path / WEIGHTS_NAME)
+        atomic_torch_save(self.state_dict() if state_dict is None else state_dict, path / WEIGHTS_NAME)
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=4))
         atomic_write_text(path / META_NAME, json.dumps(self.metadata(), indent=2))
 

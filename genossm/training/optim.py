@@ -23,8 +23,14 @@ class OptimConfig:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only: no decay on biases, norms, embeddings, or parameters marked ``_no_weight_decay``."""
+    """Decay matrices only: no decay on biases, norms, embeddings, or the parameters a module names in its
+    ``no_weight_decay_params``."""
     decay, no_decay = [], []
+    exempt_names = {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, m in model.named_modules()
+        for name in getattr(m, "no_weight_decay_params", ())
+    }
     norm_or_embedding = {
         id(p)
         for m in model.modules()
@@ -36,7 +42,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        exempt = p.dim() < 2 or getattr(p, "_no_weight_decay", False) or id(p) in norm_or_embedding
+        exempt = p.dim() < 2 or name in exempt_names or id(p) in norm_or_embedding
         (no_decay if exempt or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -24,6 +24,7 @@ from .memory import MemoryPlan
 from .memory_estimate import StepShape, plan_for_run
 from .optim import OptimConfig
 from .run_dir import is_first_process, run_folder
+from .sharding import full_state_dict
 from .step_module import NonFiniteLossError
 from .trainer import HardwareOptions, activation_dtype, build_trainer, token_budget
 
@@ -145,8 +146,9 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.valid_items and trainer.global_step % opts.val_every:
         trainer.validate(module, datamodule=data, verbose=False)  # held-out metrics of the final weights
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+    weights = full_state_dict(module.model)  # every rank takes part when FSDP shards the weights
     if trainer.is_global_zero:
-        module.model.save_pretrained(run.model)
+        module.model.save_pretrained(run.model, weights)
         summary = {"steps": trainer.global_step, "model": opts.model, "seqlen": opts.seqlen, **metrics}
         summary["options"] = plain_options(opts)  # the whole recipe beside the results
         atomic_write_text(run.path / "summary.json", json.dumps(summary, indent=2))

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from .graphs import GraphedMicroBatches, graphs_apply
 from .memory import MemoryPlan
 from .optim import OptimConfig, build_optimizer
+from .sharding import shard
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -79,6 +80,11 @@ class MicroBatchModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self._graphed: GraphedMicroBatches | None = None
+
+    def configure_model(self) -> None:
+        """Under ``--strategy fsdp`` (a device mesh exists), shard the model over the ranks (:mod:`.sharding`)."""
+        if self.device_mesh is not None:
+            shard(self.model, self.device_mesh["data_parallel"])
 
     def summed_loss(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(summed loss, a count the module reports) of one micro-batch."""

@@ -16,6 +16,7 @@ from genossm.cli.options import option
 
 from .csv_log import AppendingCSVLogger
 from .run_dir import RunDir
+from .sharding import fsdp_strategy
 
 
 class _NoAdverts(logging.Filter):
@@ -36,9 +37,11 @@ class HardwareOptions:
     """Where and how a run computes (shared by pretrain and finetune)."""
 
     devices: int = option(1, "GPUs to use (data parallel); without a GPU, that many CPU processes")
-    # FSDP is not offered: the step's micro-batches run their backward inside FSDP's forward (Lightning calls
-    # training_step there), which FSDP rejects (two H200s, twenty-third session)
-    strategy: Literal["auto", "ddp"] = option("auto", "multi-GPU strategy (DDP: every GPU holds the whole model)")
+    strategy: Literal["auto", "ddp", "fsdp"] = option(
+        "auto",
+        "multi-GPU strategy: ddp (every GPU holds the whole model) or fsdp (parameters, gradients and optimizer state "
+        "sharded over the GPUs, for models too large for one)",
+    )
     precision: Literal["auto", "32-true", "bf16-mixed"] = option(
         "auto", "numeric precision: auto = bfloat16 mixed precision on GPU, float32 on CPU"
     )
@@ -88,6 +91,8 @@ def build_trainer(
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     devices = hardware.devices
     strategy = hardware.strategy if devices > 1 else "auto"
+    if strategy == "fsdp":
+        strategy = fsdp_strategy(devices)
     loggers: list = [AppendingCSVLogger(run.path)]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger

@@ -1,6 +1,8 @@
 """``genossm finetune`` end to end on small FASTA classes: training, the saved model, evaluation, resume, bad input."""
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -88,6 +90,21 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
     assert [r[3] for r in rows[1:]] == ["cg", "cg", "cg"]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two ranks need two GPUs where there is one")
+def test_two_processes_sharding_the_model_reach_the_weights_of_one(classes, tiny, tmp_path):
+    """FSDP over two CPU processes (gloo); the first evaluates a copy of the whole weights gathered from both."""
+    assert main(finetune_args(classes, tiny, tmp_path / "one", "--max-steps", "8")) == 0
+    args = finetune_args(classes, tiny, tmp_path / "two", "--max-steps", "8", "--devices", "2", "--strategy", "fsdp")
+    done = subprocess.run([shutil.which("genossm"), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
+    assert two["parameters"] == one["parameters"] and two["model"]["windows"] == one["model"]["windows"]
+    one_weights, two_weights = (genossm.from_pretrained(tmp_path / r / "model").state_dict() for r in ("one", "two"))
+    for name, weight in one_weights.items():
+        torch.testing.assert_close(two_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_finetune_on_records_as_examples(tmp_path, tiny, capsys):
     """Many short records per class, each one example (reads, enhancers): held out whole, padded to the window."""
     folder = tmp_path / "reads"
@@ -121,9 +138,10 @@ def test_resume_continues_and_refuses_other_settings(classes, tiny, tmp_path, ca
     assert "cannot resume" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's default")
 def test_a_new_run_saves_the_device_default_of_tokens_per_step(classes, tmp_path):
     opts = FinetuneOptions(classes=classes, seqlen=32, output=tmp_path / "run")
-    assert opts.tokens_per_step is None and not torch.cuda.is_available()
+    assert opts.tokens_per_step is None
     open_run(opts)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["tokens_per_step"] == 8192  # the CPU's default, which a resume on a GPU keeps

@@ -1,4 +1,5 @@
-"""`--devices 2` takes the same steps as one device: two CPU processes (Lightning's DDP over gloo) against one.
+"""`--devices 2` takes the same steps as one device: two CPU processes (Lightning's DDP, or FSDP2's sharded
+parameters, over gloo) against one.
 
 Lightning starts the second rank by running the same command again, so this also checks that both processes agree
 on the run folder when none is given, and that only the first one writes it.
@@ -13,7 +14,10 @@ import torch
 
 import genossm
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two ranks need two GPUs where there is one"),
+]
 
 
 def pretrain(cwd, model, devices, *extra):
@@ -31,9 +35,10 @@ def val_losses(run):
         return [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
 
 
-def test_two_processes_reach_the_weights_of_one(tmp_path, tiny_model):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_reach_the_weights_of_one(tmp_path, tiny_model, strategy):
     pretrain(tmp_path, tiny_model, 1, "--output", "one")
-    pretrain(tmp_path, tiny_model, 2)  # no --output: a dated folder under runs/, chosen once for both ranks
+    pretrain(tmp_path, tiny_model, 2, "--strategy", strategy)  # no --output: a dated folder, chosen once for both
     (two,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in two.iterdir()} >= {"config.yaml", "metrics.csv", "checkpoints", "model", "summary.json"}
     one_weights, two_weights = (genossm.from_pretrained(run / "model").state_dict() for run in (tmp_path / "one", two))
