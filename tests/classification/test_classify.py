@@ -8,6 +8,7 @@ import pytest
 import torch
 from synthetic import TINY
 
+from genossm.classification import infer
 from genossm.classification.infer import WindowReader
 from genossm.cli.main import main
 from genossm.data.genome import RecordChunk
@@ -107,7 +108,24 @@ def test_windows_longer_than_a_piece_equal_whole_windows(pooling):
     assert np.allclose(records[1].values, window_probs(model, short, [(0, 20)])[0], atol=1e-12)
 
 
+def test_the_first_batches_are_smaller(monkeypatch):
+    model = make_classifier(torch.float64)
+    tokens = encode(random_bases(40 * WINDOW, 5))
+    sizes = []
+    read = type(model).encode_in_pieces
+    monkeypatch.setattr(
+        type(model), "encode_in_pieces", lambda self, ids, *a: sizes.append(len(ids)) or read(self, ids, *a)
+    )
+    monkeypatch.setattr(infer, "RAMP", 2)
+    engine = WindowReader(model, batch_tokens=16 * WINDOW, per_window=True, device="cpu")  # 16 windows a full batch
+    (record,) = engine.predict(chunked("chr", tokens, [40 * WINDOW]))
+    assert sizes == [4, 8, 16, 12]  # a quarter, a half, then full batches; the 12 windows left at the end
+    bounds = [(k, k + WINDOW) for k in range(0, 40 * WINDOW, WINDOW)]
+    assert np.allclose(np.stack([w.values for w in record.detail]), window_probs(model, tokens, bounds), atol=1e-12)
+
+
 def test_a_batch_of_few_long_windows_reads_longer_pieces(monkeypatch):
+    monkeypatch.setattr(infer, "RAMP", 0)  # a full batch from the start
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(3 * WINDOW, 7))
     pieces = []

@@ -95,14 +95,15 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
 def test_two_processes_sharding_the_model_reach_the_weights_of_one(classes, tiny, tmp_path):
     """FSDP over two CPU processes (gloo); the first evaluates a copy of the whole weights gathered from both."""
     assert main(finetune_args(classes, tiny, tmp_path / "one", "--max-steps", "8")) == 0
-    args = finetune_args(classes, tiny, tmp_path / "two", "--max-steps", "8", "--devices", "2", "--strategy", "fsdp")
+    two = ("--devices", "2", "--strategy", "fsdp", "--num-workers", "0")  # no loader processes forked beside gloo
+    args = finetune_args(classes, tiny, tmp_path / "two", "--max-steps", "8", *two)
     done = subprocess.run([shutil.which("genossm"), *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
     assert two["parameters"] == one["parameters"] and two["model"]["windows"] == one["model"]["windows"]
     one_weights, two_weights = (genossm.from_pretrained(tmp_path / r / "model").state_dict() for r in ("one", "two"))
-    for name, weight in one_weights.items():
-        torch.testing.assert_close(two_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    for name, weight in one_weights.items():  # AdamW's normalised steps magnify the ranks' other summation order
+        torch.testing.assert_close(two_weights[name], weight, rtol=1e-3, atol=1e-4, msg=name)
 
 
 def test_finetune_on_records_as_examples(tmp_path, tiny, capsys):
