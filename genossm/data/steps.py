@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -160,6 +161,20 @@ class StepSampler(Sampler[int]):
         return self.stop
 
 
+def worker_start_method() -> str | None:
+    """How loader workers start: forked (None, the default), or from a fork server in a process of a multi-rank run.
+
+    A rank's process has the process group's threads running; a fork taken while one of them holds a lock of the
+    interpreter can leave the child stuck in ``os.fork()`` (seen once in about 60 two-rank CPU runs: CPython 3.11,
+    ``PyOS_AfterFork_Child``), and the rank then waits for it forever. The fork server forks from a process of its
+    own, with no such threads.
+    """
+    several_ranks = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if several_ranks and torch.distributed.get_world_size() > 1 and "forkserver" in mp.get_all_start_methods():
+        return "forkserver"
+    return None
+
+
 def step_loader(dataset: Dataset, start_step: int = 0, num_workers: int = 0) -> DataLoader:
     """A DataLoader of whole steps (no collation) starting at ``start_step``."""
     return DataLoader(
@@ -169,4 +184,5 @@ def step_loader(dataset: Dataset, start_step: int = 0, num_workers: int = 0) -> 
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        multiprocessing_context=worker_start_method() if num_workers > 0 else None,
     )

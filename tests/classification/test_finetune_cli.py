@@ -95,7 +95,7 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
 def test_two_processes_sharding_the_model_reach_the_weights_of_one(classes, tiny, tmp_path):
     """FSDP over two CPU processes (gloo); the first evaluates a copy of the whole weights gathered from both."""
     assert main(finetune_args(classes, tiny, tmp_path / "one", "--max-steps", "8")) == 0
-    two = ("--devices", "2", "--strategy", "fsdp", "--num-workers", "0")  # no loader processes forked beside gloo
+    two = ("--devices", "2", "--strategy", "fsdp")
     args = finetune_args(classes, tiny, tmp_path / "two", "--max-steps", "8", *two)
     done = subprocess.run([shutil.which("genossm"), *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from fasta_files import random_bases, write_fasta
 
+from genossm.data import steps
 from genossm.data.datamodules import SpeciesDataModule
 from genossm.data.genome import Genome
 from genossm.data.species import SpeciesDataConfig, discover_classes, split_regions
@@ -69,11 +70,15 @@ def test_heldout_windows_are_fixed(class_dir):
     assert not torch.equal(a.train_dataset[0]["input_ids"], b.train_dataset[0]["input_ids"])
 
 
-def test_train_items_are_deterministic_across_workers(class_dir):
+def test_train_items_are_deterministic_across_workers(class_dir, monkeypatch):
     ds = make(class_dir).train_dataset
     single = [x["input_ids"] for x in step_loader(ds, 3, num_workers=0)]
     multi = [x["input_ids"] for x in step_loader(ds, 3, num_workers=2)]
     assert len(single) == 7 and all(torch.equal(x, y) for x, y in zip(single, multi, strict=True))
+    assert steps.worker_start_method() is None  # one process: workers are forked
+    monkeypatch.setattr(steps, "worker_start_method", lambda: "forkserver")  # as under several ranks
+    served = [x["input_ids"] for x in step_loader(ds, 3, num_workers=2)]
+    assert all(torch.equal(x, y) for x, y in zip(single, served, strict=True)) and len(served) == 7
 
 
 def test_manifest_with_several_files_per_label_and_bed_splits(tmp_path, cache):

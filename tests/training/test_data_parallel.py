@@ -38,7 +38,8 @@ def val_losses(run):
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_reach_the_weights_of_one(tmp_path, tiny_model, strategy):
     pretrain(tmp_path, tiny_model, 1, "--output", "one")
-    pretrain(tmp_path, tiny_model, 2, "--strategy", strategy)  # no --output: a dated folder, chosen once for both
+    # no --output: a dated folder, chosen once for both; a loader worker per rank, started by a fork server
+    pretrain(tmp_path, tiny_model, 2, "--strategy", strategy, "--num-workers", "1")
     (two,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in two.iterdir()} >= {"config.yaml", "metrics.csv", "checkpoints", "model", "summary.json"}
     one_weights, two_weights = (genossm.from_pretrained(run / "model").state_dict() for run in (tmp_path / "one", two))
