@@ -44,7 +44,6 @@ class ClassifierModule(MicroBatchModule):
         if self.memory.mode == "segmented":
             raise ValueError("segmented memory mode trains language models only; use --memory checkpoint")
         self.model.backbone.gradient_checkpointing = self.memory.checkpoint and not head_only
-        self.head_only = head_only
         if head_only:
             self.model.backbone.requires_grad_(False)
         self._val_sums: list[Tensor] = []
