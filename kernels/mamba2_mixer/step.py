@@ -60,16 +60,16 @@ def _mamba2_step_kernel(
     out_ty = y_ptr.dtype.element_ty
     x_channels = head * headdim + p
     x = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, x_channels, mask_p, mask_p, s_conv_c,
-                   WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
+                       WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     x = x.to(out_ty).to(tl.float32)
     # B and C: every head of the group reads them; its first head's first block writes their conv state
     store_bc = mask_n & ((n * 0 + head % (nheads // ngroups) + p_block) == 0)
     B_channels = d_ssm + group * d_state + n
     B = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels, mask_n, store_bc,
-                   s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
+                       s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     B = tl.where(mask_n, B.to(out_ty).to(tl.float32), 0.0)
     C = conv_step_silu(xbc, conv_in, conv_out, conv_w_ptr, conv_b_ptr, B_channels + ngroups * d_state, mask_n,
-                   store_bc, s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
+                       store_bc, s_conv_c, WIDTH, WIDTH_P2, CONV_BIAS)  # fmt: skip
     C = tl.where(mask_n, C.to(out_ty).to(tl.float32), 0.0)
 
     dt = tl.load(xbc + d_ssm + 2 * ngroups * d_state + head).to(tl.float32) + tl.load(dt_b_ptr + head)
