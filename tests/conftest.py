@@ -15,6 +15,9 @@ import yaml
 # Where the Triton tests put their tensors: the GPU when there is one, else the CPU (through the interpreter above).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
+# Tests that start two ranks: CPU processes without a GPU, one GPU each with CUDA (so none on a single GPU).
+TWO_RANKS = pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two ranks need two GPUs where there is one")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` are skipped on machines without CUDA."""

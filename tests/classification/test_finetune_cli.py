@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TWO_RANKS
 
 import genossm
 from genossm.classification.finetune import FinetuneOptions, open_run
@@ -91,7 +92,7 @@ def test_finetune_trains_saves_and_evaluates(classes, tiny, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two ranks need two GPUs where there is one")
+@TWO_RANKS
 def test_two_processes_sharding_the_model_reach_the_weights_of_one(classes, tiny, tmp_path):
     """FSDP over two CPU processes (gloo); the first evaluates a copy of the whole weights gathered from both."""
     assert main(finetune_args(classes, tiny, tmp_path / "one", "--max-steps", "8")) == 0

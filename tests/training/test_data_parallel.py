@@ -11,13 +11,11 @@ import subprocess
 
 import pytest
 import torch
+from conftest import TWO_RANKS
 
 import genossm
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two ranks need two GPUs where there is one"),
-]
+pytestmark = [pytest.mark.slow, TWO_RANKS]
 
 
 def pretrain(cwd, model, devices, *extra):
