@@ -41,9 +41,15 @@ def autocast(device: torch.device, bfloat16: bool) -> contextlib.AbstractContext
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    """Tokens per forward when not given: 2^20 on a GPU; 2^15 on the CPU, where a batch's activations then stay in
-    cache (2^20-token batches ran slower there and held gigabytes of activations)."""
-    return 1 << 20 if device.type == "cuda" else 1 << 15
+    """Tokens per forward when not given: 2^21 on a GPU of 40 GiB or more, 2^20 on a smaller one; 2^15 on the CPU,
+    where a batch's activations then stay in cache (2^20-token batches ran slower there and held gigabytes).
+
+    H100, 1.4M model, forwards of 2048-position pieces: 20.3 Mb/s and 4.4 GiB at 2^20 tokens, 20.7 and 8.7 GiB at
+    2^21, 21.1 and 17.5 GiB at 2^22 (twenty-sixth session); a 7M model holds about twice as much per token.
+    """
+    if device.type != "cuda":
+        return 1 << 15
+    return 1 << 21 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 1 << 20
 
 
 def padded_length(length: int, cap: int) -> int:

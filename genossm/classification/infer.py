@@ -4,14 +4,15 @@ embed``). What follows says "classified" for both.
 
 **Windowed mode** (default): each window is read on its own, from a zero state. Windows of all records are
 batched together (full windows with full windows; short records padded to the next power of two, with a mask so
-pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^20 on a GPU, 2^15 on the CPU).
+pooling ignores the padding), at about ``batch_tokens`` tokens per forward (2^21 on a GPU of 40 GiB or more, 2^20 on
+a smaller one, 2^15 on the CPU).
 
 Windows longer than ``piece`` positions (2^11) are read piece by piece with the recurrent state carried over
-(:meth:`~genossm.models.SequenceEncoder.encode_in_pieces`), ``batch_tokens / piece`` windows at a
-time: on a GPU, 512 windows of 2^20 bases then run as 512 pieces of 512 x 2^11 tokens rather than each window as a
-batch of one, which the scan kernels would have to cut into segments and scan twice. A batch of fewer windows (the
+(:meth:`~genossm.models.SequenceEncoder.encode_in_pieces`), ``batch_tokens / piece`` windows at a time: on a GPU with
+2^20 tokens per forward, 512 windows of 2^20 bases run as 512 pieces of 512 x 2^11 tokens rather than each window as
+a batch of one, which the scan kernels would have to cut into segments and scan twice. A batch of fewer windows (the
 last one, or all of a small genome's) reads longer pieces, so that each forward still holds about ``batch_tokens``.
-A stream's first batches are smaller (1/16, 1/8, ... of a full one), so that the device starts early.
+A stream's first batches are smaller (64 Mb, then twice as many each), so that the device starts early.
 The batch stays on the device as bytes (512 MB for 512 windows of 2^20); each piece is widened to token ids as it
 is read. On a GPU the forwards run on a thread of their own, so that the host reads and cuts the next batch while
 the device computes.
@@ -112,10 +113,12 @@ def base_counts(tokens: np.ndarray) -> tuple[int, int]:
 # GPU (H100, 1.4M model, forwards of 2^20-base windows, kernel time: 16.5 Mb/s with pieces of 2^14, 18.8 with 2^12
 # (eighth session); 19.5 with 2^12 and 20.0 with 2^11 (eleventh), the scan forward 1.97 -> 1.85 ms a call).
 PIECE = 1 << 11
-# The first batch of a stream holds 1 / 2^RAMP of a full one and each next one twice as many, so that the device
-# starts after a few windows are read rather than a full batch (512 windows of 2^20 bases: 4.7 s of reading). H100,
-# 1.4M model, 2^20-base windows: 100 Mb 11.6 -> 13.0 Mb/s, 400 Mb 15.8-16.1 -> 16.1-16.3 (twenty-fourth session).
-RAMP = 4
+# The first batch of a stream holds RAMP_BASES bases (about half a second of reading) and each next one twice as
+# many until full, so that the device starts after a few windows are read rather than a full batch (1024 windows of
+# 2^20 bases: 8.8 s of reading). Fewer than 64 windows of 2^20 cut the scan into segments: a first batch of 32 ran at
+# 8.4 Mb/s and compiled two more kernels (H100, 1.4M model, 400 Mb, twenty-sixth session: 25.7 -> 24.6 s, and 36.3 ->
+# 31.0 s with Triton's cache empty, against a first batch of 1/16 of a full one).
+RAMP_BASES = 1 << 26
 
 
 class WindowReader:
@@ -166,7 +169,7 @@ class WindowReader:
         self._queue: deque[RecordResult] = deque()  # records not yet given out, in file order
         self._batches: dict[int, list[tuple[RecordResult, WindowResult, np.ndarray]]] = {}
         self._results = ResultsBehind()  # forwards not yet read back
-        self._batches_run = 0  # of the windowed path, for the ramp (RAMP)
+        self._batches_run = 0  # of the windowed path, for the ramp (RAMP_BASES)
 
     # -- the model ----------------------------------------------------------------------------------------------
     def _to_device(self, tokens: np.ndarray) -> torch.Tensor:
@@ -209,8 +212,8 @@ class WindowReader:
         return max(1, self.batch_tokens // min(length, self.piece))
 
     def _rows_now(self, length: int) -> int:
-        """Windows of ``length`` per batch of the stream so far: :data:`RAMP` batches smaller than full first."""
-        return max(1, self._rows(length) >> max(0, RAMP - self._batches_run))
+        """Windows of ``length`` per batch of the stream so far: smaller than full at first (:data:`RAMP_BASES`)."""
+        return min(self._rows(length), max(1, (RAMP_BASES << self._batches_run) // length))
 
     def _piece(self, rows: int) -> int:
         """Positions per forward of a batch of ``rows`` long windows: ``piece``, or longer when fewer rows leave room

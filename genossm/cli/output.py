@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from genossm.classification.infer import WindowReader
     from genossm.models.heads import SequenceEncoder
 
+# How commands describe the default of --batch-tokens (genossm.inference.default_batch_tokens).
+DEFAULT_BATCH_TOKENS = "2^21 on a GPU of 40 GiB or more, 2^20 on a smaller one, 2^15 on the CPU"
+
 
 @dataclass(kw_only=True)
 class InferenceOptions:
@@ -36,7 +39,7 @@ class WindowReadingOptions(InferenceOptions):
         False, "carry the recurrent state from window to window, so each record is read as one sequence"
     )
     batch_tokens: int | None = option(
-        None, "tokens per forward pass (windows per batch = this / window length; default 2^20 on GPU, 2^15 on CPU)"
+        None, f"tokens per forward pass (windows per batch = this / window length; default {DEFAULT_BATCH_TOKENS})"
     )
     max_n_fraction: float = option(0.5, "windows with a larger fraction of N are left out")
 

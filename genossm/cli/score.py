@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import InferenceOptions, check_new_output, open_output
+from genossm.cli.output import DEFAULT_BATCH_TOKENS, InferenceOptions, check_new_output, open_output
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ScoreOptions(InferenceOptions):
     json: bool = option(False, "write one JSON object instead of a TSV")
     output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
     batch_tokens: int | None = option(
-        None, "tokens per forward pass, and the piece length of a whole record (default 2^20 on GPU, 2^15 on CPU)"
+        None, f"tokens per forward pass, and the piece length of a whole record (default {DEFAULT_BATCH_TOKENS})"
     )
 
 

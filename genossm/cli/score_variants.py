@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from genossm.cli.options import add_options, option, resolve_options
-from genossm.cli.output import InferenceOptions, check_new_output, open_output
+from genossm.cli.output import DEFAULT_BATCH_TOKENS, InferenceOptions, check_new_output, open_output
 
 COLUMNS = ("chrom", "pos", "id", "ref", "alt", "llr")
 
@@ -28,7 +28,7 @@ class ScoreVariantsOptions(InferenceOptions):
     model: Path = option(help="language-model directory, as written by genossm pretrain (OUTPUT/model) or mamba_ssm")
     window: int = option(1024, "bases around each variant scored with each allele (the variant at the centre)")
     output: Path | None = option(None, "write to this file (it must not exist yet) instead of standard output")
-    batch_tokens: int | None = option(None, "tokens per forward pass (default 2^20 on GPU, 2^15 on CPU)")
+    batch_tokens: int | None = option(None, f"tokens per forward pass (default {DEFAULT_BATCH_TOKENS})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -99,8 +99,8 @@ class Sampler:
         cuda_graph: bool = True,
     ) -> None:
         """``batch_tokens``: prompt tokens per forward of the prefill (a longer prompt is read in pieces, its state
-        carried), by default 2^20 on a GPU and 2^15 on the CPU; ``cuda_graph``: on a GPU, replay each step from a
-        CUDA graph (the same bases, several times faster)."""
+        carried), by default :func:`~genossm.inference.default_batch_tokens`; ``cuda_graph``: on a GPU, replay each
+        step from a CUDA graph (the same bases, several times faster)."""
         self.sampling = sampling or Sampling()
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

@@ -89,21 +89,22 @@ class SequenceEncoder(nn.Module):
         batch, length = input_ids.shape
         if length <= piece:
             return self.encode(input_ids, mask)
-        valid = mask if mask is not None else torch.ones(batch, length, dtype=torch.bool, device=input_ids.device)
         states = self.allocate_states(batch)
         pooled = None
         for start in range(0, length, piece):
             hidden = self.backbone(input_ids[:, start : start + piece], states)
-            hidden = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # sums of up to 2^20 rows
-            part_valid = valid[:, start : start + piece]
-            part = self.pool(hidden, part_valid)
-            if self.pooling == "mean":  # the piece's sum; divided by the whole count below
-                part = part * part_valid.sum(1, keepdim=True)
+            part_mask = None if mask is None else mask[:, start : start + piece]
+            if self.pooling == "mean":  # the piece's sum over valid positions; divided by their count below
+                if part_mask is not None:
+                    hidden = hidden * part_mask[..., None].to(hidden.dtype)
+                part = hidden.sum(1, dtype=torch.promote_types(hidden.dtype, torch.float32))  # of up to 2^20 rows
                 pooled = part if pooled is None else pooled + part
             else:  # the last piece holding a valid position has the last one
-                pooled = part if pooled is None else torch.where(part_valid.any(1, keepdim=True), part, pooled)
+                part = self.pool(hidden, part_mask)
+                keep = part_mask is not None and pooled is not None
+                pooled = torch.where(part_mask.any(1, keepdim=True), part, pooled) if keep else part
         if self.pooling == "mean":
-            pooled = pooled / valid.sum(1, keepdim=True).clamp(min=1)
+            pooled = pooled / (length if mask is None else mask.sum(1, keepdim=True).clamp(min=1))
         return pooled
 
 

@@ -116,7 +116,7 @@ def test_the_first_batches_are_smaller(monkeypatch):
     monkeypatch.setattr(
         type(model), "encode_in_pieces", lambda self, ids, *a: sizes.append(len(ids)) or read(self, ids, *a)
     )
-    monkeypatch.setattr(infer, "RAMP", 2)
+    monkeypatch.setattr(infer, "RAMP_BASES", 4 * WINDOW)
     engine = WindowReader(model, batch_tokens=16 * WINDOW, per_window=True, device="cpu")  # 16 windows a full batch
     (record,) = engine.predict(chunked("chr", tokens, [40 * WINDOW]))
     assert sizes == [4, 8, 16, 12]  # a quarter, a half, then full batches; the 12 windows left at the end
@@ -125,7 +125,7 @@ def test_the_first_batches_are_smaller(monkeypatch):
 
 
 def test_a_batch_of_few_long_windows_reads_longer_pieces(monkeypatch):
-    monkeypatch.setattr(infer, "RAMP", 0)  # a full batch from the start
+    monkeypatch.setattr(infer, "RAMP_BASES", 1 << 40)  # a full batch from the start
     model = make_classifier(torch.float64)
     tokens = encode(random_bases(3 * WINDOW, 7))
     pieces = []
