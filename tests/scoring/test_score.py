@@ -106,7 +106,8 @@ def test_cli_tsv_json_and_bed_regions(tmp_path, lm_dir, capsys):
     fasta = tmp_path / "g.fa"
     write_fasta(fasta, seqs)
     tsv = tmp_path / "out.tsv"
-    assert main(["score", str(fasta), "--model", str(lm_dir), "--output", str(tsv), "--no-progress"]) == 0
+    on_cpu = ["--device", "cpu", "--no-progress"]  # float32, as the reference below
+    assert main(["score", str(fasta), "--model", str(lm_dir), "--output", str(tsv), *on_cpu]) == 0
     rows = [line.split("\t") for line in tsv.read_text().splitlines()]
     assert rows[0] == ["name", "length", "scored", "nll", "bits_per_base", "perplexity"]
     assert [r[0] for r in rows[1:]] == ["chrA", "chrB", str(fasta)]
@@ -118,7 +119,7 @@ def test_cli_tsv_json_and_bed_regions(tmp_path, lm_dir, capsys):
     bed.write_text("chrA\t10\t110\ttest\nchrA\t200\t260\ttrain\nchrB\t0\t130\ttest\n")
     out = tmp_path / "out.json"
     argv = ["score", str(fasta), "--model", str(lm_dir), "--bed", str(bed), "--split", "test", "--window", "64"]
-    assert main([*argv, "--json", "--output", str(out), "--no-progress"]) == 0
+    assert main([*argv, "--json", "--output", str(out), *on_cpu]) == 0
     doc = json.loads(out.read_text())
     assert doc["window"] == 64 and [r["name"] for r in doc["records"]] == ["chrA:11-110", "chrB:1-130"]
     region = encode(seqs["chrA"][10:110])

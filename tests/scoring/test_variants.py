@@ -94,6 +94,7 @@ def test_cli_writes_a_tsv_from_a_gzipped_vcf(tmp_path, genome, capsys):
         handle.write(HEADER + vcf_line("chr1", 50, s1[49], "N", "x1") + vcf_line("chr1", 60, s1[59], "*", "x2"))
     out = tmp_path / "out.tsv"
     argv = ["score-variants", str(genome.path), str(vcf), "--model", str(model_dir), "--window", "32"]
+    argv += ["--device", "cpu"]  # float32, as the reference below
     assert main([*argv, "--output", str(out), "--no-progress"]) == 0
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     assert rows[0] == ["chrom", "pos", "id", "ref", "alt", "llr"]
