@@ -5,6 +5,7 @@ Every public op takes the PyTorch path on the CPU and the Triton kernels on CUDA
 
 from .backend import backend, get_backend, set_backend, use_triton
 from .conv1d import causal_conv1d_fn, causal_conv1d_ref
+from .embedding import embedding, embedding_ref
 from .mamba2_mixer import (
     Mamba2Settings,
     Mamba2Weights,
@@ -35,6 +36,8 @@ __all__ = [
     "backend",
     "causal_conv1d_fn",
     "causal_conv1d_ref",
+    "embedding",
+    "embedding_ref",
     "gated_rms_norm",
     "gated_rms_norm_ref",
     "get_backend",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from genossm.kernels import add_norm, norm_of_stream
+from genossm.kernels import add_norm, embedding, norm_of_stream
 
 from .config import MambaConfig
 from .mamba1 import Mamba
@@ -65,7 +65,9 @@ class Block(nn.Module):
     def _add_norm(self, hidden: Tensor, residual: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tensor]:
         """(norm output, residual stream); the output in the autocast dtype, which the mixer would cast it to (the
         first block's comes from the float32 embedding), so that the mixer keeps this very tensor."""
-        normed, residual = add_norm(
+        device = hidden.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        return add_norm(
             hidden,
             residual,
             norm.weight,
@@ -73,11 +75,8 @@ class Block(nn.Module):
             norm.eps,
             isinstance(norm, RMSNorm),
             self.residual_in_fp32,
+            out_dtype=autocast if hidden.dtype == torch.float32 else None,
         )
-        device = normed.device.type
-        if normed.dtype == torch.float32 and torch.is_autocast_enabled(device):
-            normed = normed.to(torch.get_autocast_dtype(device))
-        return normed, residual
 
     def _rebuilt(self, normed: Tensor, residual: Tensor, norm: nn.Module, rebuild: bool):
         """A context in which the norm output is rebuilt from the residual stream for the backward, not kept."""
@@ -155,7 +154,7 @@ class MixerModel(nn.Module):
     def forward(self, input_ids: Tensor, states: list[MixerState] | None = None, step: bool = False) -> Tensor:
         """With ``states``, continue each block from its state and update it; ``step`` reads one token. Token ids
         may be of any integer dtype (a classifier keeps its batches as bytes on the device)."""
-        hidden, residual = self.embedding(input_ids.long()), None
+        hidden, residual = embedding(input_ids, self.embedding.weight), None
         recompute = self.gradient_checkpointing and torch.is_grad_enabled() and not step
         for i, layer in enumerate(self.layers):
             state = None if states is None else states[i]

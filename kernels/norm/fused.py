@@ -177,9 +177,9 @@ class AddNormFn(torch.autograd.Function):
     """out = norm(x + residual); also returns the residual stream when ``res_dtype`` is given."""
 
     @staticmethod
-    def forward(ctx, x, residual, weight, bias, eps, is_rms, res_dtype):
+    def forward(ctx, x, residual, weight, bias, eps, is_rms, res_dtype, out_dtype):
         x2, res2 = _rows(x), (_rows(residual) if residual is not None else None)
-        out, stream, mean, rstd = _add_norm_fwd(x2, res2, weight, bias, eps, is_rms, x.dtype, res_dtype)
+        out, stream, mean, rstd = _add_norm_fwd(x2, res2, weight, bias, eps, is_rms, out_dtype, res_dtype)
         ctx.save_for_backward(stream, weight, bias, mean, rstd)
         ctx.is_rms, ctx.shape = is_rms, x.shape
         ctx.x_dtype, ctx.res_dtype_in = x.dtype, residual.dtype if residual is not None else None
@@ -221,6 +221,7 @@ class AddNormFn(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -232,14 +233,16 @@ def add_norm_fused(
     eps: float = 1e-5,
     is_rms_norm: bool = True,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """:func:`add_norm` on the Triton kernels."""
     weight = weight.contiguous()  # read with unit stride
     bias = bias.contiguous() if bias is not None else None
-    if residual is None and not residual_in_fp32:  # the stream is x itself
-        return AddNormFn.apply(x, None, weight, bias, eps, is_rms_norm, None), x
+    out_dtype = out_dtype or x.dtype
+    if residual is None and (not residual_in_fp32 or x.dtype == torch.float32):  # the stream is x itself
+        return AddNormFn.apply(x, None, weight, bias, eps, is_rms_norm, None, out_dtype), x
     res_dtype = torch.float32 if residual_in_fp32 else torch.promote_types(x.dtype, residual.dtype)
-    return AddNormFn.apply(x, residual, weight, bias, eps, is_rms_norm, res_dtype)
+    return AddNormFn.apply(x, residual, weight, bias, eps, is_rms_norm, res_dtype, out_dtype)
 
 
 def norm_of_stream_fused(

@@ -23,16 +23,18 @@ def add_norm(
     eps: float = 1e-5,
     is_rms_norm: bool = True,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """residual = x + residual; returns (norm(residual), residual). See ``reference.add_norm_ref``.
+    """residual = x + residual; returns (norm(residual) in ``out_dtype``, by default x's, and residual). See
+    ``reference.add_norm_ref``.
 
     CUDA tensors run the fused Triton kernel (one pass over x and the residual); everything else the reference.
     """
     if _on_add_norm_kernel(x):
         from .fused import add_norm_fused  # Triton is imported only here
 
-        return add_norm_fused(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
-    return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
+        return add_norm_fused(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32, out_dtype)
+    return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32, out_dtype)
 
 
 def norm_of_stream(

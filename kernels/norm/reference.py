@@ -34,16 +34,18 @@ def add_norm_ref(
     eps: float = 1e-5,
     is_rms_norm: bool = True,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """residual = x + residual (the first block has none); returns (norm(residual), residual).
 
-    The normalised output is in x's dtype; the residual stream is float32 when ``residual_in_fp32``.
+    The normalised output is in ``out_dtype`` (default x's dtype); the residual stream is float32 when
+    ``residual_in_fp32``.
     """
     summed = x if residual is None else x + residual
     if residual_in_fp32:
         summed = summed.float() if summed.dtype != torch.float64 else summed
     norm = rms_norm_ref if is_rms_norm else layer_norm_ref
-    return norm(summed, weight, bias, eps).to(x.dtype), summed
+    return norm(summed, weight, bias, eps).to(out_dtype or x.dtype), summed
 
 
 def gated_rms_norm_ref(

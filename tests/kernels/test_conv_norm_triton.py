@@ -72,7 +72,7 @@ def test_causal_conv1d_matches_reference(seqlen, width, layout, with_state, acti
     check_conv(2, 40, seqlen, width, torch.float32, layout, with_state, activation)
 
 
-def check_add_norm(shape, with_residual, with_bias, rms, residual_in_fp32, dtype):
+def check_add_norm(shape, with_residual, with_bias, rms, residual_in_fp32, dtype, out_dtype=None):
     x = torch.randn(*shape, device=DEVICE).to(dtype)
     residual = torch.randn(*shape, device=DEVICE).to(dtype) if with_residual else None
     weight = torch.randn(shape[-1], device=DEVICE)
@@ -80,12 +80,14 @@ def check_add_norm(shape, with_residual, with_bias, rms, residual_in_fp32, dtype
     grads_for = [i for i, t in enumerate((x, residual, weight, bias)) if t is not None]
 
     def fn(x, r, w, b):
-        return add_norm(x, r, w, b, 1e-5, rms, residual_in_fp32)
+        return add_norm(x, r, w, b, 1e-5, rms, residual_in_fp32, out_dtype)
 
     tensors = [x, residual, weight, bias]
     stream_dtype = torch.float32 if residual_in_fp32 else dtype
     grad_dtypes = [tensors[i].dtype for i in grads_for]
-    assert_close(both_backends(fn, tensors, grads_for), TOL[dtype], [dtype, stream_dtype], grad_dtypes)
+    out_dtype = out_dtype or dtype
+    tol = max(TOL[dtype], TOL[out_dtype])
+    assert_close(both_backends(fn, tensors, grads_for), tol, [out_dtype, stream_dtype], grad_dtypes)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +100,17 @@ def check_add_norm(shape, with_residual, with_bias, rms, residual_in_fp32, dtype
 )
 def test_add_norm_matches_reference(shape, with_residual, with_bias, rms, residual_in_fp32):
     check_add_norm(shape, with_residual, with_bias, rms, residual_in_fp32, torch.float32)
+
+
+def test_first_add_norm_writes_half_precision_and_keeps_its_float32_input_as_the_stream():
+    """The first block (a float32 embedding, no residual, a float32 stream) under autocast: the norm output comes out
+    in half precision from the kernel, and the stream is the input itself, not a copy."""
+    check_add_norm((2, 9, 48), False, False, True, True, torch.float32, out_dtype=torch.float16)
+    x = torch.randn(2, 9, 48, device=DEVICE)
+    for name in ("torch", "triton"):
+        with backend(name):
+            out, stream = add_norm(x, None, torch.ones(48, device=DEVICE), None, 1e-5, True, True, torch.bfloat16)
+        assert out.dtype == torch.bfloat16 and stream is x, name
 
 
 @pytest.mark.gpu

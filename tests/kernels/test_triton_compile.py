@@ -27,6 +27,7 @@ from genossm.kernels.conv1d.fused import (  # noqa: E402
     _conv_bwd_kernel,
     _conv_fwd_kernel,
 )
+from genossm.kernels.embedding.fused import _gather_kernel  # noqa: E402
 from genossm.kernels.mamba2_mixer.step import _mamba2_step_kernel  # noqa: E402
 from genossm.kernels.mamba_mixer.step import _mamba_step_kernel  # noqa: E402
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
@@ -61,6 +62,7 @@ CASES = {
                                                FAST=True)),
     "mamba2_step": (_mamba2_step_kernel, 4, dict(WIDTH=4, WIDTH_P2=4, CONV_BIAS=True, D_PER_CHANNEL=False, GATE=False,
                                                  DT_LIMIT=False, BLOCK_P=32, STATE_P2=128, FAST=True)),
+    "embedding_gather": (_gather_kernel, 4, dict(BLOCK_D=128, ROWS=128)),
 }  # fmt: skip
 
 
@@ -95,6 +97,7 @@ FLOAT32_BUFFERS = set(
         "dt_b",
         "ssm_in",
         "ssm_out",
+        "table",
     ]
 )
 
@@ -107,6 +110,8 @@ def signature(fn, constexprs):
             sig[name] = "constexpr"
         elif name == "counter_ptr":
             sig[name] = "*i32"
+        elif name == "ids_ptr":
+            sig[name] = "*u8"
         elif name.endswith("_ptr"):
             sig[name] = "*fp32" if name.removesuffix("_ptr") in FLOAT32_BUFFERS else "*bf16"
         else:
@@ -122,7 +127,7 @@ def compile_all() -> None:
         options = {"num_warps": num_warps, **FMA_CONTRACTION}
         compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
         assert compiled.asm["cubin"], name
-        assert name.startswith(("state", "norm")) or "fma.rn.f32" in compiled.asm["ptx"], name
+        assert name.startswith(("state", "norm", "embedding")) or "fma.rn.f32" in compiled.asm["ptx"], name
         print("compiled", name)
 
 
