@@ -25,6 +25,7 @@ from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
 from ..selective_scan.tiling import ScanTiling, plan_scan
+from .dt_proj import dt_projection
 from .reference import conv_tail
 from .weights import MixerWeights
 
@@ -41,7 +42,7 @@ def _scan_inputs(
     u = conv_fwd(x, w.conv, w.conv_bias, conv_initial, silu=True)
     if x_dbl is None:
         x_dbl = F.linear(u.transpose(1, 2), w.x_proj)
-    delta = F.linear(x_dbl[..., : w.dt_rank], w.dt_proj).transpose(1, 2)
+    delta = dt_projection(x_dbl[..., : w.dt_rank], w.dt_proj).transpose(1, 2)
     return x, z, u, x_dbl, delta
 
 

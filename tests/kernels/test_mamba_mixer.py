@@ -3,9 +3,11 @@ output and every gradient, with the scan cut into several chunks and segments, a
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import DEVICE, assert_step_kernel_matches, rel_err, saved_bytes
 
 from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step
+from genossm.kernels.mamba_mixer.dt_proj import dt_projection
 from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
 from genossm.kernels.selective_scan.tiling import CHUNK
 
@@ -61,17 +63,32 @@ def test_fused_mixer_equals_composition(seqlen, tiling, biases):
         assert rel_err(got, want) < 1e-4, name
 
 
-def test_fused_mixer_under_bfloat16_autocast():
-    """Autocast runs the products in bfloat16 as nn.Linear would; gradients come back in the parameters' float32."""
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float16, 1e-3)])
+@pytest.mark.parametrize("rank, d_inner", [(3, 40), (16, 24)])
+def test_dt_projection_equals_linear(dtype, tol, rank, d_inner):
+    """The dt_proj kernel on x_proj's first columns (a strided slice), over several position tiles."""
+    x_dbl = torch.randn(2, 150, rank + 10, device=DEVICE).to(dtype)
+    weight = torch.randn(d_inner, rank, device=DEVICE).to(dtype)
+    out = dt_projection(x_dbl[..., :rank], weight)
+    assert out.shape == (2, 150, d_inner) and out.dtype == dtype
+    assert rel_err(out, F.linear(x_dbl[..., :rank].float(), weight.float())) < tol
+    with pytest.raises(ValueError, match="dtype"):
+        dt_projection(x_dbl[..., :rank].double(), weight)
+
+
+def test_fused_mixer_under_autocast():
+    """Autocast runs the products in half precision as nn.Linear would; gradients come back in the parameters'
+    float32. (float16 through the interpreter, which multiplies bfloat16 tiles as integers in tl.dot.)"""
+    half = torch.bfloat16 if DEVICE == "cuda" else torch.float16
     weights = make_weights()
     hidden = torch.randn(2, 70, 8, device=DEVICE, requires_grad=True)
     grad_out = torch.randn(2, 70, 8, device=DEVICE)
     results = {}
     for name in ("torch", "triton"):
-        with backend(name), torch.autocast(DEVICE, torch.bfloat16):
+        with backend(name), torch.autocast(DEVICE, half):
             results[name] = output_and_grads(mamba_mixer_fn, hidden, weights, grad_out)
     (ref, ref_grads), (out, grads) = results["torch"], results["triton"]
-    assert out.dtype == ref.dtype == torch.bfloat16
+    assert out.dtype == ref.dtype == half
     assert rel_err(out, ref) < 2e-2
     for got, want in zip(grads, ref_grads, strict=True):
         assert got.dtype == want.dtype
