@@ -25,7 +25,7 @@ from ..conv1d.fused import conv_bwd, conv_fwd
 from ..selective_scan.fused_bwd import scan_bwd
 from ..selective_scan.fused_fwd import exp2_rates, scan_fwd
 from ..selective_scan.tiling import ScanTiling, plan_scan
-from .dt_proj import dt_projection
+from .dt_proj import dt_projection, dt_projection_backward
 from .reference import conv_tail
 from .weights import MixerWeights
 
@@ -112,8 +112,7 @@ class MambaMixerFn(torch.autograd.Function):
             del d_gated, delta
             ddelta = ddelta.transpose(1, 2)  # (b, l, d_inner) memory
             r, n = w.dt_rank, w.d_state
-            dx_dbl[..., :r] = ddelta @ w.dt_proj
-            d_dt_proj = weight_grad(ddelta, x_dbl[..., :r])
+            d_dt_proj = dt_projection_backward(ddelta, x_dbl[..., :r], w.dt_proj, dx_dbl[..., :r])
             del ddelta
             du.transpose(1, 2).view(-1, d_inner).addmm_(dx_dbl.view(-1, r + 2 * n), w.x_proj)  # x_proj's input grad
             d_x_proj = weight_grad(dx_dbl, u.transpose(1, 2))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import DEVICE, assert_step_kernel_matches, rel_err, saved_bytes
 
 from genossm.kernels import MixerWeights, backend, mamba_mixer_fn, mamba_mixer_ref, mamba_mixer_step
-from genossm.kernels.mamba_mixer.dt_proj import dt_projection
+from genossm.kernels.mamba_mixer.dt_proj import dt_projection, dt_projection_backward
 from genossm.kernels.mamba_mixer.fused import mamba_mixer_fused
 from genossm.kernels.selective_scan.tiling import CHUNK
 
@@ -74,6 +74,22 @@ def test_dt_projection_equals_linear(dtype, tol, rank, d_inner):
     assert rel_err(out, F.linear(x_dbl[..., :rank].float(), weight.float())) < tol
     with pytest.raises(ValueError, match="dtype"):
         dt_projection(x_dbl[..., :rank].double(), weight)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float16, 2e-3)])
+@pytest.mark.parametrize("rank, d_inner, seqlen", [(3, 40, 150), (16, 24, 7)])
+def test_dt_projection_backward_equals_autograd(dtype, tol, rank, d_inner, seqlen):
+    """Both gradients in one pass over ddelta, into a strided slice of x_proj's output gradient; the rest of that
+    buffer is left alone."""
+    x_dbl = torch.randn(2, seqlen, rank + 10, device=DEVICE).to(dtype)
+    weight = torch.randn(d_inner, rank, device=DEVICE).to(dtype)
+    ddelta = torch.randn(2, seqlen, d_inner, device=DEVICE).to(dtype)
+    low, w = x_dbl[..., :rank].float().requires_grad_(), weight.float().requires_grad_()
+    F.linear(low, w).backward(ddelta.float())
+    dx_dbl = torch.full_like(x_dbl, 7.0)
+    dw = dt_projection_backward(ddelta, x_dbl[..., :rank], weight, dx_dbl[..., :rank])
+    assert dw.dtype == torch.float32 and rel_err(dw, w.grad) < tol
+    assert rel_err(dx_dbl[..., :rank], low.grad) < tol and bool((dx_dbl[..., rank:] == 7.0).all())
 
 
 def test_fused_mixer_under_autocast():

@@ -29,6 +29,7 @@ from genossm.kernels.conv1d.fused import (  # noqa: E402
 )
 from genossm.kernels.embedding.fused import _gather_kernel  # noqa: E402
 from genossm.kernels.mamba2_mixer.step import _mamba2_step_kernel  # noqa: E402
+from genossm.kernels.mamba_mixer.dt_proj import _dt_proj_bwd_kernel, _dt_proj_kernel  # noqa: E402
 from genossm.kernels.mamba_mixer.step import _mamba_step_kernel  # noqa: E402
 from genossm.kernels.norm.fused import _add_norm_bwd_kernel, _add_norm_fwd_kernel  # noqa: E402
 from genossm.kernels.selective_scan.bwd_segments import _scan_bwd_local_kernel  # noqa: E402
@@ -63,6 +64,8 @@ CASES = {
     "mamba2_step": (_mamba2_step_kernel, 4, dict(WIDTH=4, WIDTH_P2=4, CONV_BIAS=True, D_PER_CHANNEL=False, GATE=False,
                                                  DT_LIMIT=False, BLOCK_P=32, STATE_P2=128, FAST=True)),
     "embedding_gather": (_gather_kernel, 4, dict(BLOCK_D=128, ROWS=128)),
+    "dt_proj": (_dt_proj_kernel, 4, dict(BLOCK_M=32, BLOCK_N=256, BLOCK_R=16, PRECISION="tf32")),
+    "dt_proj_bwd": (_dt_proj_bwd_kernel, 8, dict(BLOCK_M=64, BLOCK_D=256, BLOCK_R=16, PRECISION="tf32")),
 }  # fmt: skip
 
 
@@ -127,7 +130,7 @@ def compile_all() -> None:
         options = {"num_warps": num_warps, **FMA_CONTRACTION}
         compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
         assert compiled.asm["cubin"], name
-        assert name.startswith(("state", "norm", "embedding")) or "fma.rn.f32" in compiled.asm["ptx"], name
+        assert name.startswith(("state", "norm", "embedding", "dt_proj")) or "fma.rn.f32" in compiled.asm["ptx"], name
         print("compiled", name)
 
 
