@@ -20,6 +20,13 @@ def like_layout(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     return torch.empty(batch, dim, seqlen, device=x.device, dtype=dtype)
 
 
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: float32 inputs follow torch's TF32 matmul switch (off by default: exact IEEE)."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
 def kernel_output(out: Tensor | None, like: Tensor) -> Tensor:
     """Where a kernel writes a result asked for in ``out``: ``out`` itself when it is contiguous (it may be one of the
     kernel's inputs, when every program reads its part before writing it), else a new tensor like ``like``; then

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..common.hardware import sm_count
 from ..common.math import FMA_CONTRACTION
-from ..ssd.tiling import dot_precision
+from ..common.tensors import dot_precision
 
 BLOCK_M, BLOCK_N, NUM_WARPS = 32, 256, 4  # positions and channels per program (H100: 64 x 256 0.44 ms, 64 x 128 0.48)
 # the backward: ddelta elements per tile, warps, persistent programs per SM (H100, 2^20 x 256, rank 8: 16384 on 8
@@ -48,7 +48,7 @@ def dt_projection(dt_low: Tensor, weight: Tensor) -> Tensor:
     if dt_low.dtype != weight.dtype or dt_low.stride(-1) != 1:
         raise ValueError(f"dt_low must be in weight's dtype ({weight.dtype}, got {dt_low.dtype}) with unit stride")
     d_inner, rank = weight.shape
-    low = dt_low.reshape(-1, rank) if dt_low.dim() != 2 else dt_low  # a view for the model's (b, l, rank) slice
+    low = dt_low.reshape(-1, rank)  # a view of the model's (b, l, rank) slice of x_proj's output
     weight = weight.contiguous()
     out = torch.empty(*dt_low.shape[:-1], d_inner, device=dt_low.device, dtype=dt_low.dtype)
     n_rows = low.shape[0]

@@ -16,9 +16,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..common.tensors import dot_precision
 from .decay import causal_decay
 from .loads import load_padded
-from .tiling import SSDTiles, dot_precision, new_buffer
+from .tiling import SSDTiles, new_buffer
 
 
 @triton.jit

@@ -17,7 +17,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .tiling import SSDTiles, dot_precision, new_buffer
+from ..common.tensors import dot_precision
+from .tiling import SSDTiles, new_buffer
 
 
 @triton.jit

@@ -24,8 +24,9 @@ import triton.language as tl
 from torch import Tensor
 
 from ..common.math import LOG2E
+from ..common.tensors import dot_precision
 from .chunk_scan_bwd import load_dy
-from .tiling import SSDTiles, dot_precision, new_buffer
+from .tiling import SSDTiles, new_buffer
 
 
 @triton.jit

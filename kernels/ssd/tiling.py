@@ -112,13 +112,6 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype == torch.float32 else dtype
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision: float32 inputs follow torch's TF32 matmul switch (off by default: exact IEEE)."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
-
-
 def new_buffer(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """An uninitialised tensor (NaN-filled while ``POISON_BUFFERS`` is set)."""
     if POISON_BUFFERS:
