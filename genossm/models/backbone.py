@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from genossm.kernels import add_norm, embedding, norm_of_stream
+from genossm.kernels.common.tensors import compute_dtype
 
 from .config import MambaConfig
 from .mamba1 import Mamba
@@ -65,8 +66,6 @@ class Block(nn.Module):
     def _add_norm(self, hidden: Tensor, residual: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tensor]:
         """(norm output, residual stream); the output in the autocast dtype, which the mixer would cast it to (the
         first block's comes from the float32 embedding), so that the mixer keeps this very tensor."""
-        device = hidden.device.type
-        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         return add_norm(
             hidden,
             residual,
@@ -75,7 +74,7 @@ class Block(nn.Module):
             norm.eps,
             isinstance(norm, RMSNorm),
             self.residual_in_fp32,
-            out_dtype=autocast if hidden.dtype == torch.float32 else None,
+            out_dtype=compute_dtype(hidden) if hidden.dtype == torch.float32 else None,
         )
 
     def _rebuilt(self, normed: Tensor, residual: Tensor, norm: nn.Module, rebuild: bool):

@@ -25,6 +25,11 @@ BLOCK_M, BLOCK_N, NUM_WARPS = 32, 256, 4  # positions and channels per program (
 BWD_ELEMENTS, BWD_WARPS, BWD_PROGRAMS_PER_SM = 16384, 8, 4
 
 
+def _dot_size(n: int) -> int:
+    """A tile side of ``n`` elements for tl.dot: the next power of two, at least 16 (tl.dot's smallest)."""
+    return max(16, triton.next_power_of_2(n))
+
+
 @triton.jit
 def _dt_proj_kernel(
     low_ptr, weight_ptr, out_ptr, n_rows, n_out, rank, s_low, s_w, s_out,
@@ -53,11 +58,11 @@ def dt_projection(dt_low: Tensor, weight: Tensor) -> Tensor:
     out = torch.empty(*dt_low.shape[:-1], d_inner, device=dt_low.device, dtype=dt_low.dtype)
     n_rows = low.shape[0]
     if n_rows:
-        block_n = min(BLOCK_N, max(16, triton.next_power_of_2(d_inner)))
+        block_n = min(BLOCK_N, _dot_size(d_inner))
         grid = (triton.cdiv(n_rows, BLOCK_M), triton.cdiv(d_inner, block_n))
         _dt_proj_kernel[grid](
             low, weight, out, n_rows, d_inner, rank, low.stride(0), weight.stride(0), d_inner,
-            BLOCK_M=BLOCK_M, BLOCK_N=block_n, BLOCK_R=max(16, triton.next_power_of_2(rank)),
+            BLOCK_M=BLOCK_M, BLOCK_N=block_n, BLOCK_R=_dot_size(rank),
             PRECISION=dot_precision(weight.dtype), num_warps=NUM_WARPS, **FMA_CONTRACTION,
         )  # fmt: skip
     return out
@@ -99,14 +104,14 @@ def dt_projection_backward(ddelta: Tensor, dt_low: Tensor, weight: Tensor, dt_lo
     dw = torch.zeros(d_inner, rank, device=weight.device, dtype=torch.float32)
     n_rows = dd.shape[0]
     if n_rows:
-        block_d = max(16, triton.next_power_of_2(d_inner))
+        block_d = _dot_size(d_inner)
         block_m = max(16, min(64, BWD_ELEMENTS // block_d))
         n_tiles = triton.cdiv(n_rows, block_m)
         target = sm_count(weight.device) * BWD_PROGRAMS_PER_SM if weight.is_cuda else 2
         tiles = triton.cdiv(n_tiles, min(n_tiles, target))
         _dt_proj_bwd_kernel[(triton.cdiv(n_tiles, tiles),)](
             dd, low, weight, dlow, dw, n_rows, d_inner, rank, dd.stride(0), low.stride(0), weight.stride(0),
-            dlow.stride(0), tiles, BLOCK_M=block_m, BLOCK_D=block_d, BLOCK_R=max(16, triton.next_power_of_2(rank)),
+            dlow.stride(0), tiles, BLOCK_M=block_m, BLOCK_D=block_d, BLOCK_R=_dot_size(rank),
             PRECISION=dot_precision(weight.dtype), num_warps=BWD_WARPS, **FMA_CONTRACTION,
         )  # fmt: skip
     return dw
