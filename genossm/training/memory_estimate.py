@@ -31,8 +31,7 @@ checked against: within 3% in every mode):
 - **Fixed**: weights, gradients and AdamW's two moments (16 bytes per parameter), token ids and labels (16 bytes per
   token of the step), in segmented mode the float32 start states of every segment, and two workspaces counted in
   the working set: cuBLAS's (32 MiB) and, for Mamba-1, the scan backward's scratch buffer (each of its persistent
-  programs holds a chunk's tile start states: 66 MiB on a 132-SM H100 at d_state 16; the conv backward's ring of
-  dpre tiles, 12 MiB, is allocated after it is freed).
+  programs holds a chunk's tile start states: 66 MiB on a 132-SM H100 at d_state 16).
 
 The peak is the largest phase: the top block's backward, the loss, the final norm's backward, and for checkpointed
 modes the top block's forward. (Not modelled: the transients of Mamba-2's optional MLP part, d_ssm < d_inner, while

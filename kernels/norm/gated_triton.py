@@ -18,7 +18,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.math import FMA_CONTRACTION
+from ..common.hardware import sm_count
+from ..common.math import FMA_CONTRACTION, silu_sigmoid
 
 
 @triton.jit
@@ -34,7 +35,7 @@ def _gated_rms_norm_fwd_kernel(
     w = tl.load(w_ptr + cols, mask=tl.arange(0, BLOCK_G) < group_size, other=0.0).to(tl.float32)
     if HAS_Z:
         z = tl.load(z_ptr + rows[:, None] * stride_z + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        gate = z * tl.sigmoid(z)
+        gate, _ = silu_sigmoid(z)
         if not NORM_BEFORE_GATE:
             x = x * gate
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / group_size + eps)
@@ -47,48 +48,52 @@ def _gated_rms_norm_fwd_kernel(
 @triton.jit
 def _gated_rms_norm_bwd_kernel(
     x_ptr, z_ptr, w_ptr, dout_ptr, dx_ptr, dz_ptr, dw_part_ptr, out_ptr,
-    nrows, group_size, width, eps, stride_x, stride_z, stride_dout, stride_dx, stride_dz, stride_out,
+    nrows, group_size, width, eps, blocks_per_program, stride_x, stride_z, stride_dout, stride_dx, stride_dz,
+    stride_out,
     HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, WRITE_OUT: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_G: tl.constexpr,
 ):  # fmt: skip
-    pid_m = tl.program_id(0).to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    """A program walks ``blocks_per_program`` consecutive blocks of BLOCK_M rows, summing d(weight) in registers."""
+    pid_m = tl.program_id(0)
     in_group = tl.arange(0, BLOCK_G) < group_size
     cols = tl.program_id(1) * group_size + tl.arange(0, BLOCK_G)
-    mask = (rows[:, None] < nrows) & in_group[None, :]
-    x = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     w = tl.load(w_ptr + cols, mask=in_group, other=0.0).to(tl.float32)
-    g = tl.load(dout_ptr + rows[:, None] * stride_dout + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + rows[:, None] * stride_z + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        sig = tl.sigmoid(z)
-        gate = z * sig
-        dgate = sig * (1.0 + z * (1.0 - sig))  # silu'(z)
-        if NORM_BEFORE_GATE:
-            u = x
+    dw = tl.zeros((BLOCK_G,), tl.float32)
+    for i in range(blocks_per_program):
+        rows = (pid_m * blocks_per_program + i).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask = (rows[:, None] < nrows) & in_group[None, :]
+        x = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(dout_ptr + rows[:, None] * stride_dout + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + rows[:, None] * stride_z + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            gate, sig = silu_sigmoid(z)
+            dgate = sig * (1.0 + z * (1.0 - sig))  # silu'(z)
+            u = x if NORM_BEFORE_GATE else x * gate
         else:
-            u = x * gate
-    else:
-        u = x
-    rstd = 1.0 / tl.sqrt(tl.sum(u * u, axis=1) / group_size + eps)
-    u_hat = u * rstd[:, None]
-    if WRITE_OUT:
-        out = u_hat * w[None, :]
+            u = x
+        rstd = 1.0 / tl.sqrt(tl.sum(u * u, axis=1) / group_size + eps)
+        u_hat = u * rstd[:, None]
+        if WRITE_OUT:
+            out = u_hat * w[None, :]
+            if HAS_Z and NORM_BEFORE_GATE:
+                out = out * gate
+            tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
         if HAS_Z and NORM_BEFORE_GATE:
-            out = out * gate
-        tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
-    if HAS_Z and NORM_BEFORE_GATE:
-        dz = g * u_hat * w[None, :] * dgate
-        g = g * gate
-    tl.store(dw_part_ptr + pid_m * width + cols, tl.sum(g * u_hat, axis=0), mask=in_group)
-    gw = g * w[None, :]
-    du = rstd[:, None] * (gw - u_hat * (tl.sum(gw * u_hat, axis=1) / group_size)[:, None])
-    if HAS_Z and not NORM_BEFORE_GATE:
-        dz = du * x * dgate
-        du = du * gate
-    tl.store(dx_ptr + rows[:, None] * stride_dx + cols[None, :], du.to(dx_ptr.dtype.element_ty), mask=mask)
-    if HAS_Z:
-        tl.store(dz_ptr + rows[:, None] * stride_dz + cols[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)
+            dz = g * u_hat * w[None, :] * dgate
+            g = g * gate
+        dw += tl.sum(g * u_hat, axis=0)
+        gw = g * w[None, :]
+        du = rstd[:, None] * (gw - u_hat * (tl.sum(gw * u_hat, axis=1) / group_size)[:, None])
+        if HAS_Z and not NORM_BEFORE_GATE:
+            dz = du * x * dgate
+            du = du * gate
+        tl.store(dx_ptr + rows[:, None] * stride_dx + cols[None, :], du.to(dx_ptr.dtype.element_ty), mask=mask)
+        if HAS_Z:
+            tl.store(dz_ptr + rows[:, None] * stride_dz + cols[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)
+    tl.store(dw_part_ptr + pid_m * width + cols, dw, mask=in_group)
+
+
+BWD_PROGRAMS_PER_SM = 16  # backward programs per SM we aim for
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -147,12 +152,16 @@ def gated_norm_bwd(
     out2 = x2 if out is None else out.view(-1, width)
     block_m, block_g, warps = _launch_shape(group_size, backward=True)
     nblocks = triton.cdiv(nrows, block_m)
-    dw_part = torch.empty((nblocks, width), device=x.device, dtype=torch.float32)
+    groups = width // group_size
+    programs = sm_count(x.device) * BWD_PROGRAMS_PER_SM if x.device.type == "cuda" else 2
+    per_program = triton.cdiv(nblocks, max(1, triton.cdiv(programs, groups)))
+    nprograms = triton.cdiv(nblocks, per_program)
+    dw_part = torch.empty((nprograms, width), device=x.device, dtype=torch.float32)
     zz, dzz = (z2, dz2) if z is not None else (x2, dx2)
-    _gated_rms_norm_bwd_kernel[(nblocks, width // group_size)](
+    _gated_rms_norm_bwd_kernel[(nprograms, groups)](
         x2, zz, weight, d2, dx2, dzz, dw_part, out2,
-        nrows, group_size, width, eps, x2.stride(0), zz.stride(0), d2.stride(0), dx2.stride(0), dzz.stride(0),
-        out2.stride(0),
+        nrows, group_size, width, eps, per_program, x2.stride(0), zz.stride(0), d2.stride(0), dx2.stride(0),
+        dzz.stride(0), out2.stride(0),
         HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate, WRITE_OUT=out is not None, BLOCK_M=block_m,
         BLOCK_G=block_g, num_warps=warps, **FMA_CONTRACTION,
     )  # fmt: skip
