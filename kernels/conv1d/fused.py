@@ -7,9 +7,9 @@ Positions before the sequence read ``initial_states``. The backward recomputes `
     dw[k] = sum_t dpre[t] x[t - (W - 1) + k],   dbias = sum_t dpre[t],
 and the inputs before the sequence get their gradient from the same formula (d initial_states).
 
-The forward's programs own (BLOCK_L positions x BLOCK_D channels) tiles in any memory layout; shifted loads hit L1.
-With initial states, the first tile of every sequence runs as a launch of its own: only it reads them. The
-backward walks tiles of 4 positions held inside each thread, so its shifts are register picks (``_conv_bwd_kernel``).
+Both directions cut each sequence into walks of consecutive tiles of 4 positions, held inside each thread, so the
+conv's shifts are register picks between a tile and the one walked before it; a program runs two walks side by side
+on 256 channels each. The forward walks from the first tile to the last, the backward from the last to the first.
 """
 
 from __future__ import annotations
@@ -23,93 +23,13 @@ from ..common.hardware import sm_count
 from ..common.math import FMA_CONTRACTION, sigmoid_fast
 from ..common.tensors import like_layout
 
-# (positions, channels) of a forward tile, from H100 sweeps at 2^20 tokens, 256 and 512 channels, batch 1 and 1024
-# (results/benchmarks.md, eleventh session: 16 x 128 on four warps 0.52-0.56 ms at 256 channels and 0.98-1.14 at
-# 512, against 0.69-0.72 and 1.36-1.37 for 64 x 64). The backward's walks: 4 positions per tile (a width-4 conv
-# shifts by up to 3), two walks of 256 channels per program on two warps, 4 programs per SM (twenty-ninth session:
-# 0.72-0.76 ms at 256 channels and 1.41-1.50 at 512, against 0.91-0.97 and 1.83-2.89 for the ring kernel before it;
-# one walk per program on one warp 0.90-0.94 and 2.07-2.13)
-FWD_BLOCK_L, FWD_BLOCK_D = 16, 128
-BWD_TILE, BWD_SPLIT, BWD_BLOCK_D, BWD_WARPS, BWD_PROGRAMS_PER_SM = 4, 2, 256, 2, 4
-
-
-@triton.jit
-def _load_shifted(x_tile, init_tile, src, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT: tl.constexpr, WIDTH: tl.constexpr):
-    """x at positions ``src`` (BLOCK_L,), reading ``initial_states`` before 0 and zeros past the end; float32."""
-    inside = (src >= 0) & (src < seqlen)
-    x = tl.load(x_tile + src[:, None] * s_x_l, mask=inside[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
-    if HAS_INIT:
-        before = (src < 0) & (src >= 1 - WIDTH)
-        slot = src + WIDTH - 1
-        x += tl.load(init_tile + slot[:, None] * s_i_l, mask=before[:, None] & mask_d[None, :], other=0.0).to(
-            tl.float32
-        )
-    return x
-
-
-@triton.jit
-def _pre_activation(x_tile, init_tile, w_ptrs, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_w_k, HAS_INIT, WIDTH):
-    """bias + sum_k w[k] x[pos - (W - 1) + k] for a (BLOCK_L, BLOCK_D) tile, loading and adding one tap at a time.
-    (The backward sums the four input tiles it keeps for dw; summed that way here, the forward kept all W tiles
-    live at once: 96 registers per thread instead of 80 for sm_90.)"""
-    pre = tl.zeros((pos.shape[0], bias.shape[0]), tl.float32) + bias[None, :]
-    for k in tl.static_range(WIDTH):
-        w = tl.load(w_ptrs + k * s_w_k, mask=mask_d, other=0.0).to(tl.float32)
-        x = _load_shifted(x_tile, init_tile, pos - (WIDTH - 1) + k, seqlen, mask_d, s_x_l, s_i_l, HAS_INIT, WIDTH)
-        pre += w[None, :] * x
-    return pre
-
-
-@triton.jit(do_not_specialize=["seqlen", "first_tile", "n_tiles"])
-def _conv_fwd_kernel(
-    x_ptr,
-    w_ptr,
-    bias_ptr,
-    init_ptr,
-    out_ptr,
-    seqlen,
-    dim,
-    first_tile,
-    n_tiles,
-    s_x_b,
-    s_x_d,
-    s_x_l,
-    s_o_b,
-    s_o_d,
-    s_o_l,
-    s_i_b,
-    s_i_d,
-    s_i_l,
-    s_w_d,
-    s_w_k,
-    HAS_BIAS: tl.constexpr,
-    HAS_INIT: tl.constexpr,
-    SILU: tl.constexpr,
-    WIDTH: tl.constexpr,
-    BLOCK_L: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """Tiles ``first_tile`` to ``first_tile + n_tiles`` of every (batch, channel block)."""
-    n_dblocks = tl.cdiv(dim, BLOCK_D)
-    pid = tl.program_id(0)  # one flat axis: (batch, channel block, position block), positions fastest
-    pid_l, pid_d, pid_b = pid % n_tiles, (pid // n_tiles) % n_dblocks, pid // (n_tiles * n_dblocks)
-    b64 = pid_b.to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    pos = (first_tile + pid_l).to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)  # 64-bit: position x row stride
-    mask_d = offs_d < dim
-    x_tile = x_ptr + b64 * s_x_b + offs_d[None, :] * s_x_d
-    init_tile = init_ptr + b64 * s_i_b + offs_d[None, :] * s_i_d
-    bias = (
-        tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        if HAS_BIAS
-        else tl.zeros((BLOCK_D,), tl.float32)
-    )
-    pre = _pre_activation(
-        x_tile, init_tile, w_ptr + offs_d * s_w_d, bias, pos, seqlen, mask_d, s_x_l, s_i_l, s_w_k, HAS_INIT, WIDTH
-    )
-    out = pre * sigmoid_fast(pre) if SILU else pre
-    out_ptrs = out_ptr + b64 * s_o_b + pos[:, None] * s_o_l + offs_d[None, :] * s_o_d
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=(pos < seqlen)[:, None] & mask_d[None, :])
+# Walks: 4 positions per tile (a width-4 conv shifts by up to 3), two walks of 256 channels per program on two
+# warps. H100, bfloat16, 2^20 tokens (results/benchmarks.md, twenty-ninth session): the forward 0.40-0.41 ms at 256
+# channels and 0.90-0.91 at 512 with 32 programs per SM (0.46 and 1.44-1.45 for the 16 x 128 tiles before it);
+# the backward 0.72-0.76 and 1.41-1.50 with 4 (0.91-0.97 and 1.83-2.89 for the ring kernel before it; one walk per
+# program on one warp 0.90-0.94 and 2.07-2.13). The backward's fewer, longer walks add their dw sums to memory once.
+TILE, SPLIT, BLOCK_D, WARPS = 4, 2, 256, 2
+FWD_PROGRAMS_PER_SM, BWD_PROGRAMS_PER_SM = 32, 4
 
 
 @triton.jit
@@ -215,6 +135,98 @@ def _walk_tile(
     return dpre, dv0, dv1, dv2, dv3, dbias + tl.sum(dpre, axis=0)
 
 
+@triton.jit
+def _walk_columns(walks, groups, tiles_per_walk, dim, seqlen, TILE: tl.constexpr, SPLIT: tl.constexpr,
+                  BLOCK_D: tl.constexpr):  # fmt: skip
+    """(channel, mask, sequence as int64, walk start, lo, hi) of each of a program's SPLIT x BLOCK_D columns: SPLIT
+    walks side by side on BLOCK_D channels. Positions count from each column's walk start; [lo, hi) is its
+    sequence."""
+    n_programs = tl.cdiv(walks, SPLIT)
+    pid = tl.program_id(0)  # (channel block, SPLIT walks), walks fastest
+    cols = tl.arange(0, SPLIT * BLOCK_D)
+    walk = pid % n_programs * SPLIT + cols // BLOCK_D
+    channel = pid // n_programs * BLOCK_D + cols % BLOCK_D
+    mask = (walk < walks) & (channel < dim)
+    first = (walk % groups) * tiles_per_walk * TILE
+    return (
+        channel,
+        mask,
+        (walk // groups).to(tl.int64),
+        first,
+        tl.where(mask, -first, 0),
+        tl.where(mask, seqlen - first, 0),
+    )
+
+
+@triton.jit
+def _taps(w_ptrs, bias_ptr, channel, mask, s_w_k, HAS_BIAS: tl.constexpr, WIDTH: tl.constexpr):
+    """(bias, v_0 .. v_3) of the columns' channels, float32."""
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + channel, mask=mask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros(channel.shape, tl.float32)
+    v0, v1 = _tap(w_ptrs, 0, s_w_k, mask, WIDTH), _tap(w_ptrs, 1, s_w_k, mask, WIDTH)
+    v2, v3 = _tap(w_ptrs, 2, s_w_k, mask, WIDTH), _tap(w_ptrs, 3, s_w_k, mask, WIDTH)
+    return bias, v0, v1, v2, v3
+
+
+@triton.jit(do_not_specialize=["seqlen", "walks", "groups", "tiles_per_walk"])
+def _conv_fwd_kernel(
+    x_ptr,
+    w_ptr,
+    bias_ptr,
+    init_ptr,
+    out_ptr,
+    seqlen,
+    dim,
+    walks,
+    groups,
+    tiles_per_walk,
+    s_x_b,
+    s_x_d,
+    s_x_l,
+    s_o_b,
+    s_o_d,
+    s_o_l,
+    s_i_b,
+    s_i_d,
+    s_i_l,
+    s_w_d,
+    s_w_k,
+    HAS_BIAS: tl.constexpr,
+    HAS_INIT: tl.constexpr,
+    SILU: tl.constexpr,
+    WIDTH: tl.constexpr,
+    TILE: tl.constexpr,
+    SPLIT: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """Walks of ``tiles_per_walk`` tiles of TILE positions, SPLIT side by side per program (as the backward's), from
+    the first tile to the last: x behind a tile is the tile before, kept in registers, so every input is loaded
+    once."""
+    channel, mask, b64, first, lo, hi = _walk_columns(walks, groups, tiles_per_walk, dim, seqlen, TILE, SPLIT, BLOCK_D)
+    f64 = first.to(tl.int64)
+    x_base = x_ptr + b64 * s_x_b + f64 * s_x_l + channel * s_x_d
+    out_base = out_ptr + b64 * s_o_b + f64 * s_o_l + channel * s_o_d
+    bias, v0, v1, v2, v3 = _taps(w_ptr + channel * s_w_d, bias_ptr, channel, mask, s_w_k, HAS_BIAS, WIDTH)
+    offs_t = tl.arange(0, TILE)
+    behind = _walk_rows(x_base, offs_t - TILE, lo, hi, s_x_l).to(tl.float32)
+    if HAS_INIT:
+        behind = _with_initial_states(behind, init_ptr + b64 * s_i_b + channel * s_i_d, mask & (first == 0), s_i_l,
+                                      offs_t, TILE, WIDTH)  # fmt: skip
+    x_next = _walk_rows(x_base, offs_t, lo, hi, s_x_l)
+    for j in range(tiles_per_walk):
+        p = j * TILE + offs_t
+        x = x_next.to(tl.float32)
+        x_next = _walk_rows(x_base, p + TILE, lo, hi, s_x_l)
+        pre, _, _, _ = _taps_back(x, behind, v0, v1, v2, v3, bias, offs_t, TILE)
+        out = pre * sigmoid_fast(pre) if SILU else pre
+        tl.store(
+            out_base[None, :] + p[:, None] * s_o_l, out.to(out_ptr.dtype.element_ty), mask=p[:, None] < hi[None, :]
+        )
+        behind = x
+
+
 @triton.jit(do_not_specialize=["seqlen", "walks", "groups", "tiles_per_walk"])
 def _conv_bwd_kernel(
     x_ptr,
@@ -266,27 +278,13 @@ def _conv_bwd_kernel(
     ahead of the walk.
     """
     tl.static_assert(TILE >= WIDTH - 1)
-    n_programs = tl.cdiv(walks, SPLIT)
-    pid = tl.program_id(0)  # (channel block, SPLIT walks), walks fastest
-    cols = tl.arange(0, SPLIT * BLOCK_D)
-    walk = pid % n_programs * SPLIT + cols // BLOCK_D  # each column's walk and channel
-    channel = pid // n_programs * BLOCK_D + cols % BLOCK_D
-    mask = (walk < walks) & (channel < dim)
-    b64 = (walk // groups).to(tl.int64)
-    first = (walk % groups) * tiles_per_walk * TILE  # positions below count from each column's walk start
-    lo = tl.where(mask, -first, 0)
-    hi = tl.where(mask, seqlen - first, 0)
+    channel, mask, b64, first, lo, hi = _walk_columns(walks, groups, tiles_per_walk, dim, seqlen, TILE, SPLIT, BLOCK_D)
     f64 = first.to(tl.int64)
     x_base = x_ptr + b64 * s_x_b + f64 * s_x_l + channel * s_x_d
     dout_base = dout_ptr + b64 * s_g_b + f64 * s_g_l + channel * s_g_d
     dx_base = dx_ptr + b64 * s_dx_b + f64 * s_dx_l + channel * s_dx_d
     w_ptrs = w_ptr + channel * s_w_d
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + channel, mask=mask, other=0.0).to(tl.float32)
-    else:
-        bias = tl.zeros(cols.shape, tl.float32)
-    v0, v1 = _tap(w_ptrs, 0, s_w_k, mask, WIDTH), _tap(w_ptrs, 1, s_w_k, mask, WIDTH)
-    v2, v3 = _tap(w_ptrs, 2, s_w_k, mask, WIDTH), _tap(w_ptrs, 3, s_w_k, mask, WIDTH)
+    bias, v0, v1, v2, v3 = _taps(w_ptrs, bias_ptr, channel, mask, s_w_k, HAS_BIAS, WIDTH)
     offs_t = tl.arange(0, TILE)
     # dpre of the tile after the walk (zero past the sequence), the x tile behind it, and its last tile's dout
     p = tiles_per_walk * TILE + offs_t
@@ -296,7 +294,7 @@ def _conv_bwd_kernel(
     ahead = _pre_grad(_walk_rows(dout_base, p, lo, hi, s_g_l), pre, SILU)
     x = behind
     dout_next = _walk_rows(dout_base, p - TILE, lo, hi, s_g_l)
-    dv0 = tl.zeros(cols.shape, tl.float32)  # the gradients of v_0 .. v_3 and of the bias
+    dv0 = tl.zeros(channel.shape, tl.float32)  # the gradients of v_0 .. v_3 and of the bias
     dv1, dv2, dv3, dbias = dv0, dv0, dv0, dv0
     for j in range(tiles_per_walk - 1):
         p = (tiles_per_walk - 1 - j) * TILE + offs_t
@@ -329,45 +327,38 @@ def _conv_bwd_kernel(
     if HAS_INIT:  # the W - 1 inputs before a sequence: d x[s - (W - 1)] = sum_m v_m dpre[s - (W - 1) + m]
         dinit_base = dinit_ptr + b64 * s_di_b + channel * s_di_d
         for slot in tl.static_range(WIDTH - 1):  # ahead is now the dpre of each walk's first tile
-            dinit = tl.zeros(cols.shape, tl.float32)
+            dinit = tl.zeros(channel.shape, tl.float32)
             for m in tl.static_range(WIDTH - 1 - slot, WIDTH):
                 dinit += _tap(w_ptrs, m, s_w_k, mask, WIDTH) * _row(ahead, slot - (WIDTH - 1) + m, offs_t)
             tl.store(dinit_base + slot * s_di_l, dinit.to(dinit_ptr.dtype.element_ty), mask=at_start)
 
 
-def _tile_ranges(seqlen: int, block_l: int, has_init: bool) -> list[tuple[int, int, bool]]:
-    """(first tile, tiles, reads the initial states) of each forward launch: with initial states, the first tile
-    apart."""
-    n_tiles = triton.cdiv(seqlen, block_l)
-    ranges = [(1, n_tiles - 1, False), (0, 1, True)] if has_init else [(0, n_tiles, False)]
-    return [r for r in ranges if r[1] > 0]
-
-
-def _walks(x: Tensor) -> tuple[int, int]:
-    """(walks per sequence, tiles per walk) of the backward: enough programs to fill the GPU, few enough that each
-    adds its dw sums to memory once."""
+def _walks(x: Tensor, programs_per_sm: int) -> tuple[int, int, tuple[int]]:
+    """(walks per sequence, tiles per walk, grid): enough programs to fill the GPU, and no more (a backward walk
+    adds its dw sums to memory once)."""
     batch, dim, seqlen = x.shape
-    n_tiles = triton.cdiv(seqlen, BWD_TILE)
-    items = batch * triton.cdiv(dim, BWD_BLOCK_D)
+    n_tiles = triton.cdiv(seqlen, TILE)
+    items = batch * triton.cdiv(dim, BLOCK_D)
     # the interpreter runs programs one by one: three walks per sequence exercise the first, a middle and the last
-    target = sm_count(x.device) * BWD_PROGRAMS_PER_SM * BWD_SPLIT if x.device.type == "cuda" else 3 * items
+    target = sm_count(x.device) * programs_per_sm * SPLIT if x.device.type == "cuda" else 3 * items
     tiles = triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
-    return triton.cdiv(n_tiles, tiles), tiles
+    groups = triton.cdiv(n_tiles, tiles)
+    return groups, tiles, (triton.cdiv(batch * groups, SPLIT) * triton.cdiv(dim, BLOCK_D),)  # one axis: no 65535 limit
 
 
 def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Tensor | None, silu: bool) -> Tensor:
     """The conv's output (laid out like x)."""
-    batch, dim, seqlen = x.shape
+    _, dim, seqlen = x.shape
     out = like_layout(x)
-    init = initial_states if initial_states is not None else x
-    for first_tile, n_tiles, has_init in _tile_ranges(seqlen, FWD_BLOCK_L, initial_states is not None):
-        grid = (triton.cdiv(dim, FWD_BLOCK_D) * batch * n_tiles,)  # one axis: no 65535 limit
-        _conv_fwd_kernel[grid](
-            x, weight, bias if bias is not None else weight, init, out, seqlen, dim, first_tile, n_tiles,
-            *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
-            HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-            WIDTH=weight.shape[1], BLOCK_L=FWD_BLOCK_L, BLOCK_D=FWD_BLOCK_D, num_warps=4, **FMA_CONTRACTION,
-        )  # fmt: skip
+    has_init = initial_states is not None
+    init = initial_states if has_init else x
+    groups, tiles, grid = _walks(x, FWD_PROGRAMS_PER_SM)
+    _conv_fwd_kernel[grid](
+        x, weight, bias if bias is not None else weight, init, out, seqlen, dim, x.shape[0] * groups, groups, tiles,
+        *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
+        HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
+        WIDTH=weight.shape[1], TILE=TILE, SPLIT=SPLIT, BLOCK_D=BLOCK_D, num_warps=WARPS, **FMA_CONTRACTION,
+    )  # fmt: skip
     return out
 
 
@@ -390,18 +381,16 @@ def conv_bwd(
     # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
     dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
     init = initial_states if initial_states is not None else x
-    groups, tiles = _walks(x)
-    walks = x.shape[0] * groups
-    grid = (triton.cdiv(walks, BWD_SPLIT) * triton.cdiv(dim, BWD_BLOCK_D),)
+    groups, tiles, grid = _walks(x, BWD_PROGRAMS_PER_SM)
     has_init = initial_states is not None
     _conv_bwd_kernel[grid](
         x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
-        dinit if has_init else dw, seqlen, dim, walks, groups, tiles,
+        dinit if has_init else dw, seqlen, dim, x.shape[0] * groups, groups, tiles,
         *x.stride(), *dout.stride(), *dx.stride(),
         *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
         *weight.stride(),
         HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
-        WIDTH=width, TILE=BWD_TILE, SPLIT=BWD_SPLIT, BLOCK_D=BWD_BLOCK_D, num_warps=BWD_WARPS, **FMA_CONTRACTION,
+        WIDTH=width, TILE=TILE, SPLIT=SPLIT, BLOCK_D=BLOCK_D, num_warps=WARPS, **FMA_CONTRACTION,
     )  # fmt: skip
     return dx, dw, dbias, dinit
 

@@ -19,12 +19,10 @@ pytest.importorskip("triton.backends.nvidia.compiler")
 from genossm.kernels.common.math import FMA_CONTRACTION  # noqa: E402
 from genossm.kernels.common.state_passing import _state_passing_kernel  # noqa: E402
 from genossm.kernels.conv1d.fused import (  # noqa: E402
-    BWD_BLOCK_D,
-    BWD_SPLIT,
-    BWD_TILE,
-    BWD_WARPS,
-    FWD_BLOCK_D,
-    FWD_BLOCK_L,
+    BLOCK_D,
+    SPLIT,
+    TILE,
+    WARPS,
     _conv_bwd_kernel,
     _conv_fwd_kernel,
 )
@@ -43,6 +41,7 @@ SCAN_FWD = dict(SCAN_FULL, HAS_START=True, STATE_ONLY=False, SAVE_CHUNKS=True, W
 SCAN_BWD = dict(
     SCAN_FULL, HAS_CARRY=True, HAS_DLAST=True, WANT_DH0=True, WRITE_OUT=True, LOG_D=4, LEVELS=2, STATE_LEVELS=2
 )
+CONV = dict(HAS_BIAS=True, SILU=True, WIDTH=4, TILE=TILE, SPLIT=SPLIT, BLOCK_D=BLOCK_D)
 CASES = {
     "scan_fwd": (_scan_fwd_kernel, 1, dict(SCAN_FWD, PREFETCH=True)),
     "scan_fwd_state_only": (_scan_fwd_kernel, 1, dict(SCAN_FWD, STATE_ONLY=True, PREFETCH=False)),
@@ -50,12 +49,9 @@ CASES = {
     "scan_bwd_no_prefetch": (_scan_bwd_kernel, 1, dict(SCAN_BWD, HAS_Z=False, PREFETCH=False)),
     "scan_bwd_local": (_scan_bwd_local_kernel, 1, dict(SCAN, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)),
     "state_passing": (_state_passing_kernel, 4, dict(HAS_SEED=True, REVERSE=True, BLOCK_N=16, BLOCK_D=128)),
-    "conv_fwd": (_conv_fwd_kernel, 4, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4, BLOCK_L=FWD_BLOCK_L,
-                                           BLOCK_D=FWD_BLOCK_D)),
-    "conv_bwd": (_conv_bwd_kernel, BWD_WARPS, dict(HAS_BIAS=True, HAS_INIT=False, SILU=True, WIDTH=4, TILE=BWD_TILE,
-                                                   SPLIT=BWD_SPLIT, BLOCK_D=BWD_BLOCK_D)),
-    "conv_bwd_initial_states": (_conv_bwd_kernel, BWD_WARPS, dict(HAS_BIAS=True, HAS_INIT=True, SILU=True, WIDTH=4,
-                                                          TILE=BWD_TILE, SPLIT=BWD_SPLIT, BLOCK_D=BWD_BLOCK_D)),
+    "conv_fwd": (_conv_fwd_kernel, WARPS, dict(CONV, HAS_INIT=True)),
+    "conv_bwd": (_conv_bwd_kernel, WARPS, dict(CONV, HAS_INIT=False)),
+    "conv_bwd_initial_states": (_conv_bwd_kernel, WARPS, dict(CONV, HAS_INIT=True)),
     "norm_fwd": (_add_norm_fwd_kernel, 4, dict(HAS_RES=True, HAS_BIAS=True, IS_RMS=False, STORE_RES=True, ROWS=32,
                                                BLOCK_N=128)),
     "norm_bwd": (_add_norm_bwd_kernel, 4, dict(HAS_DRES_OUT=True, HAS_RES=True, HAS_BIAS=True, IS_RMS=False, ROWS=16,
