@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.hardware import sm_count
+from ..common.hardware import persistent_programs
 from ..common.math import FMA_CONTRACTION, sigmoid_fast
 from ..common.tensors import like_layout
 
@@ -333,17 +333,18 @@ def _conv_bwd_kernel(
             tl.store(dinit_base + slot * s_di_l, dinit.to(dinit_ptr.dtype.element_ty), mask=at_start)
 
 
-def _walks(x: Tensor, programs_per_sm: int) -> tuple[int, int, tuple[int]]:
-    """(walks per sequence, tiles per walk, grid): enough programs to fill the GPU, and no more (a backward walk
-    adds its dw sums to memory once)."""
+def _walks(x: Tensor, programs_per_sm: int) -> tuple[int, int, int, tuple[int]]:
+    """(walks, walks per sequence, tiles per walk, grid): enough programs to fill the GPU, and no more (a backward
+    walk adds its dw sums to memory once)."""
     batch, dim, seqlen = x.shape
     n_tiles = triton.cdiv(seqlen, TILE)
     items = batch * triton.cdiv(dim, BLOCK_D)
-    # the interpreter runs programs one by one: three walks per sequence exercise the first, a middle and the last
-    target = sm_count(x.device) * programs_per_sm * SPLIT if x.device.type == "cuda" else 3 * items
+    # in the interpreter three walks per sequence exercise the first, a middle and the last
+    target = persistent_programs(x.device, programs_per_sm * SPLIT, interpreted=3 * items)
     tiles = triton.cdiv(n_tiles, max(1, min(n_tiles, triton.cdiv(target, items))))
     groups = triton.cdiv(n_tiles, tiles)
-    return groups, tiles, (triton.cdiv(batch * groups, SPLIT) * triton.cdiv(dim, BLOCK_D),)  # one axis: no 65535 limit
+    walks = batch * groups
+    return walks, groups, tiles, (triton.cdiv(walks, SPLIT) * triton.cdiv(dim, BLOCK_D),)  # one axis: no 65535 limit
 
 
 def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Tensor | None, silu: bool) -> Tensor:
@@ -352,9 +353,9 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_states: Ten
     out = like_layout(x)
     has_init = initial_states is not None
     init = initial_states if has_init else x
-    groups, tiles, grid = _walks(x, FWD_PROGRAMS_PER_SM)
+    walks, groups, tiles, grid = _walks(x, FWD_PROGRAMS_PER_SM)
     _conv_fwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, init, out, seqlen, dim, x.shape[0] * groups, groups, tiles,
+        x, weight, bias if bias is not None else weight, init, out, seqlen, dim, walks, groups, tiles,
         *x.stride(), *out.stride(), *(init.stride() if has_init else (0, 0, 0)), *weight.stride(),
         HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
         WIDTH=weight.shape[1], TILE=TILE, SPLIT=SPLIT, BLOCK_D=BLOCK_D, num_warps=WARPS, **FMA_CONTRACTION,
@@ -378,14 +379,14 @@ def conv_bwd(
     dx = like_layout(x) if dx is None else dx
     dw = torch.zeros(dim, width, device=x.device, dtype=torch.float32)
     dbias = torch.zeros(dim, device=x.device, dtype=torch.float32) if bias is not None else None
-    # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
-    dinit = initial_states.new_empty(initial_states.shape) if initial_states is not None else None
-    init = initial_states if initial_states is not None else x
-    groups, tiles, grid = _walks(x, BWD_PROGRAMS_PER_SM)
     has_init = initial_states is not None
+    # not empty_like: for a non-dense view (the model passes history[:, :, 1:]) it would not keep the strides
+    dinit = initial_states.new_empty(initial_states.shape) if has_init else None
+    init = initial_states if has_init else x
+    walks, groups, tiles, grid = _walks(x, BWD_PROGRAMS_PER_SM)
     _conv_bwd_kernel[grid](
         x, weight, bias if bias is not None else weight, init, dout, dx, dw, dbias if dbias is not None else dw,
-        dinit if has_init else dw, seqlen, dim, x.shape[0] * groups, groups, tiles,
+        dinit if has_init else dw, seqlen, dim, walks, groups, tiles,
         *x.stride(), *dout.stride(), *dx.stride(),
         *(init.stride() if has_init else (0, 0, 0)), *(dinit.stride() if has_init else (0, 0, 0)),
         *weight.stride(),

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.hardware import sm_count
+from ..common.hardware import persistent_programs
 from ..common.math import FMA_CONTRACTION
 from ..common.tensors import dot_precision
 
@@ -107,7 +107,7 @@ def dt_projection_backward(ddelta: Tensor, dt_low: Tensor, weight: Tensor, dt_lo
         block_d = _dot_size(d_inner)
         block_m = max(16, min(64, BWD_ELEMENTS // block_d))
         n_tiles = triton.cdiv(n_rows, block_m)
-        target = sm_count(weight.device) * BWD_PROGRAMS_PER_SM if weight.is_cuda else 2
+        target = persistent_programs(weight.device, BWD_PROGRAMS_PER_SM, interpreted=2)
         tiles = triton.cdiv(n_tiles, min(n_tiles, target))
         _dt_proj_bwd_kernel[(triton.cdiv(n_tiles, tiles),)](
             dd, low, weight, dlow, dw, n_rows, d_inner, rank, dd.stride(0), low.stride(0), weight.stride(0),

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.hardware import sm_count
+from ..common.hardware import persistent_programs
 from ..common.math import FMA_CONTRACTION, silu_sigmoid
 
 
@@ -153,7 +153,7 @@ def gated_norm_bwd(
     block_m, block_g, warps = _launch_shape(group_size, backward=True)
     nblocks = triton.cdiv(nrows, block_m)
     groups = width // group_size
-    programs = sm_count(x.device) * BWD_PROGRAMS_PER_SM if x.device.type == "cuda" else 2
+    programs = persistent_programs(x.device, BWD_PROGRAMS_PER_SM, interpreted=2)
     per_program = triton.cdiv(nblocks, max(1, triton.cdiv(programs, groups)))
     nprograms = triton.cdiv(nblocks, per_program)
     dw_part = torch.empty((nprograms, width), device=x.device, dtype=torch.float32)

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common.hardware import sm_count
+from ..common.hardware import persistent_programs
 from ..common.lanes import scattered_rows, sum_channels_scattered
 from ..common.math import fast_math, output_grad
 from ..common.recurrence import (
@@ -320,9 +320,7 @@ def _scan_bwd_kernel(
 
 
 def _programs(device: torch.device, n_items: int) -> int:
-    if device.type != "cuda":
-        return min(n_items, 2)  # the interpreter runs programs one after another
-    return min(n_items, sm_count(device) * PROGRAMS_PER_SM)
+    return min(n_items, persistent_programs(device, PROGRAMS_PER_SM, interpreted=2))
 
 
 def scan_bwd(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from ..common.hardware import sm_count
+from ..common.hardware import persistent_programs
 from ..common.math import FMA_CONTRACTION
 
 PROGRAMS_PER_SM = 8  # one-warp programs in flight per SM we aim for
@@ -51,9 +51,8 @@ class ScanTiling:
 
 
 def _target_programs(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 1  # the interpreter runs programs one by one: never segment unless asked
-    return sm_count(device) * PROGRAMS_PER_SM
+    # in the interpreter, never segment unless asked
+    return persistent_programs(device, PROGRAMS_PER_SM, interpreted=1)
 
 
 def _largest_pow2_dividing(n: int, cap: int) -> int:
